@@ -1,0 +1,1 @@
+"""The MQTT -> Kafka bridge: pure packing and acknowledgement bookkeeping, and its wiring."""

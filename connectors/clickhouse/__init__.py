@@ -1,0 +1,1 @@
+"""ClickHouse edges over HTTP (clickhouse-connect): client factory, migrations, sink."""

@@ -1,0 +1,126 @@
+"""Ordered, recorded, idempotent ClickHouse schema migrations.
+
+Migrations are the files ``schemas/clickhouse/NNNN_name.sql``, applied in numeric order.
+Each file holds one or more statements separated by ``;`` at the end of a line, written
+with unqualified table names (they run with the target database selected) and with
+``IF NOT EXISTS`` so a half-applied file can be re-run.
+
+Guarantees:
+
+* A migration is recorded in ``schema_migrations`` (version, name, checksum, time) only
+  after all its statements succeeded; running ``migrate`` again applies nothing.
+* A recorded migration whose file changed since is reported as an error (checksum
+  mismatch), never silently re-applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY version
+"""
+
+
+class MigrationError(RuntimeError):
+    """A migration file is malformed, changed after being applied, or failed."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self) -> list[str]:
+        """The file's statements (split on ``;`` at end of line, comments kept)."""
+        parts = re.split(r";\s*$", self.sql, flags=re.MULTILINE)
+        return [p.strip() for p in parts if _has_code(p)]
+
+
+def _has_code(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
+
+
+def default_dir() -> Path:
+    return Path(str(resources.files("schemas") / "clickhouse"))
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """All migrations in ``directory`` in order; raises ``MigrationError`` on bad names."""
+    directory = directory or default_dir()
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: name must look like 0001_create_readings.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"{path}: version {version} is used twice")
+        found[version] = Migration(version, match.group(2), path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+def applied(client: Client) -> dict[int, str]:
+    """Version -> checksum of every recorded migration."""
+    rows = client.query("SELECT version, checksum FROM schema_migrations").result_rows
+    return {int(v): str(c) for v, c in rows}
+
+
+def migrate(client: Client, database: str, directory: Path | None = None) -> list[Migration]:
+    """Create ``database`` if needed and apply pending migrations; return those applied.
+
+    ``client`` must not have a database selected that may not exist yet; statements run
+    with ``database`` selected through the ``database`` setting of each call.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+        raise MigrationError(f"invalid database name {database!r}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.database = database
+    client.command(LEDGER)
+    done = applied(client)
+    newly: list[Migration] = []
+    for migration in load_migrations(directory):
+        if migration.version in done:
+            if done[migration.version] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} changed after it was "
+                    "applied; add a new migration instead of editing an applied one"
+                )
+            continue
+        log.info("applying migration %04d_%s", migration.version, migration.name)
+        for statement in migration.statements():
+            try:
+                client.command(statement)
+            except Exception as exc:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} failed: {exc}"
+                ) from exc
+        client.insert(
+            "schema_migrations",
+            [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
+            column_names=["version", "name", "checksum", "applied_at"],
+        )
+        newly.append(migration)
+    return newly

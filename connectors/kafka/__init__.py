@@ -1,0 +1,1 @@
+"""Kafka edges: partitioning, topic administration, producers (kafka-python)."""

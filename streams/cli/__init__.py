@@ -1,0 +1,1 @@
+"""The ``iocstream`` command line: one module per command, each with its own ``--help``."""

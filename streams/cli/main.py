@@ -1,0 +1,86 @@
+"""Entry point of the ``iocstream`` command.
+
+Each command lives in its own module and is imported only when used, so ``iocstream --help``
+stays fast. Logging is configured here, once, for every command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+# command -> (module:function taking argv and returning an exit code, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("streams.cli.up:run", "run the whole platform locally and show live indicators"),
+    "stack": ("streams.cli.stack:run", "start, stop or inspect Kafka, Mosquitto and ClickHouse"),
+    "kafka": ("streams.cli.kafka:run", "create the platform's Kafka topics"),
+    "db": ("streams.cli.db:run", "ClickHouse schema migrations and queries"),
+    "clickhouse": ("streams.cli.clickhouse:run", "serve the embedded ClickHouse over HTTP"),
+    "simulate": ("connectors.simulator.cli:run_simulate", "publish simulated city readings"),
+    "bridge": ("connectors.bridge.cli:run", "MQTT -> Kafka bridge"),
+    "worker": ("streams.worker:run_worker", "stream worker computing rolling indicators"),
+    "sink": ("connectors.clickhouse.sink_cli:run", "Kafka -> ClickHouse sink"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: iocstream [--log-level LEVEL] <command> [options]",
+        "",
+        "iocstream: the streaming core of a city Intelligent Operations Centre.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name.ljust(width)}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += [
+        "",
+        "Run `iocstream <command> --help` for a command's options.",
+        "Settings come from IOC_* environment variables (see README.md).",
+    ]
+    return "\n".join(lines)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr with time, level, logger name and message (configured once)."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "aiokafka", "urllib3", "faust", "mode"):
+        if level.upper() != "DEBUG":
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _resolve(target: str) -> Callable[[list[str]], int]:
+    module_name, func_name = target.split(":")
+    func: Callable[[list[str]], int] = getattr(importlib.import_module(module_name), func_name)
+    return func
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``iocstream`` command; returns its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    level = os.environ.get("IOC_LOG_LEVEL", "INFO")
+    if len(args) >= 2 and args[0] == "--log-level":
+        level, args = args[1], args[2:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"iocstream: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    configure_logging(level)
+    try:
+        return _resolve(COMMANDS[command][0])(rest)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
