@@ -15,9 +15,18 @@ T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 
 
 def reading(device: str, value: float = 1.0) -> Reading:
-    return Reading(device_id=device, device_kind="air_quality", district="long-xuyen",
-                   metric="pm25", value=value, unit="ug/m3", event_time=T0, receive_time=T0,
-                   time_source="device", source="mqtt:test")
+    return Reading(
+        device_id=device,
+        device_kind="air_quality",
+        district="long-xuyen",
+        metric="pm25",
+        value=value,
+        unit="ug/m3",
+        event_time=T0,
+        receive_time=T0,
+        time_source="device",
+        source="mqtt:test",
+    )
 
 
 @pytest.mark.parametrize(
