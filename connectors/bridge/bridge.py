@@ -36,6 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from connectors.bridge.packer import AckTracker, Batch, Packer
+from connectors.metrics import Metrics
 from connectors.mqtt.validate import Limits, decode_message
 from connectors.registry import Registry
 from connectors.settings import KafkaSettings, MqttSettings, TopicSettings
@@ -62,6 +63,7 @@ class _Record:
     key: bytes | None
     value: bytes
     message_ids: set[int] = field(default_factory=set)
+    sent_at: float = 0.0
 
 
 class Bridge:
@@ -76,7 +78,9 @@ class Bridge:
         limits: Limits,
         config: BridgeConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.mqtt_settings = mqtt_settings
         self.topics = topics
         self.registry = registry
@@ -144,6 +148,9 @@ class Bridge:
         if reason.is_failure:
             log.error("MQTT connect refused: %s", reason)
             return
+        if self.metrics:
+            self.metrics.bridge_connected.set(1)
+            self.metrics.bridge_reconnects.labels("mqtt").inc()
         log.info(
             "MQTT connected to %s:%d (session present: %s); subscribing %s",
             self.mqtt_settings.host,
@@ -156,6 +163,8 @@ class Bridge:
     def _on_disconnect(
         self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
+        if self.metrics:
+            self.metrics.bridge_connected.set(0)
         if not self.stop.is_set():
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
 
@@ -178,6 +187,7 @@ class Bridge:
 
     # -- Kafka side ---------------------------------------------------------------------
     def _send(self, record: _Record) -> None:
+        record.sent_at = self.clock()
         future = self.producer.send(
             record.topic, value=record.value, key=record.key, partition=record.partition
         )
@@ -191,6 +201,9 @@ class Bridge:
             )
         )
         self.stats["readings"] += len(batch.objects)
+        if self.metrics:
+            self.metrics.bridge_readings.inc(len(batch.objects))
+            self.metrics.bridge_batch_size.observe(len(batch.objects))
 
     # -- main loop ----------------------------------------------------------------------
     def _handle(self, message: mqtt.MQTTMessage) -> None:
@@ -199,6 +212,8 @@ class Bridge:
         self.messages[seq] = message
         self.tracker.open(seq)
         self.stats["messages"] += 1
+        if self.metrics:
+            self.metrics.bridge_messages.inc()
         decoded = decode_message(
             message.topic, message.payload, datetime.now(UTC), self.registry, self.limits
         )
@@ -208,6 +223,8 @@ class Bridge:
         for dead in decoded.rejections:
             self.tracker.expect(seq)
             self.stats["dead_letters"] += 1
+            if self.metrics:
+                self.metrics.dead_letters.labels("bridge", dead.reason).inc()
             log.info("dead letter from %s: %s (%s)", message.topic, dead.reason, dead.detail)
             self._send(
                 _Record(self.topics.deadletter, None, dead.source_id.encode(), dead.encode(), {seq})
@@ -229,6 +246,8 @@ class Bridge:
                 )
                 self.retry.append((self.clock() + self.config.retry_backoff_s, record))
                 continue
+            if self.metrics:
+                self.metrics.bridge_produce_latency.observe(self.clock() - record.sent_at)
             for seq in record.message_ids:
                 self.tracker.done(seq)
         due = [r for t, r in self.retry if t <= self.clock()]
@@ -239,6 +258,8 @@ class Bridge:
             message = self.messages.pop(seq)
             self.client.ack(message.mid, message.qos)
             self.stats["acked"] += 1
+        if self.metrics:
+            self.metrics.bridge_inflight.set(len(self.tracker) + self.inbox.qsize())
 
     def run(self) -> None:
         self.connect()

@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from connectors.bridge.bridge import Bridge, BridgeConfig
+from connectors.metrics import Metrics, serve
 from connectors.mqtt.validate import Limits
 from connectors.registry import Registry
 from connectors.settings import KafkaSettings, MqttSettings, TopicSettings
@@ -38,6 +39,12 @@ def run(argv: list[str]) -> int:
         "--mqtt-version", type=int, choices=[5, 4], default=5, help="5 = MQTT 5, 4 = MQTT 3.1.1"
     )
     parser.add_argument("--linger-ms", type=float, default=defaults.linger_s * 1000)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9401,
+        help="serve Prometheus /metrics on this port (0: off)",
+    )
     args = parser.parse_args(argv)
 
     mqtt_settings = MqttSettings()
@@ -47,7 +54,17 @@ def run(argv: list[str]) -> int:
     config = BridgeConfig(
         share_group=args.share_group, mqtt_version=args.mqtt_version, linger_s=args.linger_ms / 1000
     )
-    bridge = Bridge(mqtt_settings, KafkaSettings(), TopicSettings(), registry, Limits(), config)
+    metrics = Metrics()
+    serve(args.metrics_port)
+    bridge = Bridge(
+        mqtt_settings,
+        KafkaSettings(),
+        TopicSettings(),
+        registry,
+        Limits(),
+        config,
+        metrics=metrics,
+    )
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping the bridge", signum)

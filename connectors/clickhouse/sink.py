@@ -37,6 +37,7 @@ from connectors.clickhouse.rows import (
     TableSpec,
     append_message,
 )
+from connectors.metrics import Metrics
 from schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Pending:
     rows: int = 0
     bytes: int = 0
     since: float = field(default_factory=time.monotonic)
-    poison: list[DeadLetter] = field(default_factory=list)
+    poison: list[tuple[int, DeadLetter]] = field(default_factory=list)
 
 
 class ClickHouseSink:
@@ -76,7 +77,9 @@ class ClickHouseSink:
         client: Client,
         routes: dict[str, TableSpec],
         config: SinkConfig | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.client = client
         self.routes = routes
         self.config = config or SinkConfig()
@@ -136,16 +139,17 @@ class ClickHouseSink:
                 offset,
                 exc,
             )
-            pending.poison.append(
-                DeadLetter(
-                    reason="poison_row",
-                    detail=str(exc),
-                    source=f"kafka:{tp.topic}",
-                    source_id=f"{tp.partition}:{offset}",
-                    received_at=datetime.now(UTC),
-                    payload=value,
-                )
+            letter = DeadLetter(
+                reason="poison_row",
+                detail=str(exc),
+                source=f"kafka:{tp.topic}",
+                source_id=f"{tp.partition}:{offset}",
+                received_at=datetime.now(UTC),
+                payload=value,
             )
+            pending.poison.append((offset, letter))
+            if self.metrics:
+                self.metrics.dead_letters.labels("sink", "poison_row").inc()
         if pending.first < 0:
             pending.first = offset
         pending.last = offset
@@ -164,19 +168,17 @@ class ClickHouseSink:
         p = self.pending.pop(tp)
         token = f"{tp.topic}/{tp.partition}/{p.first}-{p.last}"
         if p.rows:
+            started = time.monotonic()
             self._insert_with_retry(p.spec.table, p.cols, token)
+            if self.metrics:
+                self.metrics.sink_insert_latency.observe(time.monotonic() - started)
+                self.metrics.sink_rows.labels(p.spec.table).inc(p.rows)
+                self.metrics.sink_bytes.labels(p.spec.table).inc(p.bytes)
+                self.metrics.sink_batch_rows.observe(p.rows)
         if p.poison:
             cols = DEAD_LETTERS.empty()
-            for i, dl in enumerate(p.poison):
-                append_message(
-                    DEAD_LETTERS,
-                    cols,
-                    dl.encode(),
-                    tp.topic,
-                    tp.partition,
-                    int(dl.source_id.split(":")[1]),
-                )
-                del i
+            for offset, letter in p.poison:
+                append_message(DEAD_LETTERS, cols, letter.encode(), tp.topic, tp.partition, offset)
             self._insert_with_retry(DEAD_LETTERS.table, cols, token + "/poison")
         self.consumer.commit({tp: OffsetAndMetadata(p.last + 1, "", -1)})
         self.rows_written += p.rows
@@ -206,9 +208,13 @@ class ClickHouseSink:
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - every failure is retried with backoff
+                if self.metrics:
+                    self.metrics.sink_retries.labels(table).inc()
                 if not paused:
                     self.consumer.pause(*self.consumer.assignment())
                     paused = True
+                    if self.metrics:
+                        self.metrics.sink_paused.set(1)
                 wait = min(delay, self.config.backoff_max_s) * random.uniform(0.5, 1.0)
                 log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, wait)
                 deadline = time.monotonic() + wait
@@ -217,6 +223,8 @@ class ClickHouseSink:
                 delay *= 2
         if paused:
             self.consumer.resume(*self.consumer.assignment())
+            if self.metrics:
+                self.metrics.sink_paused.set(0)
 
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> None:

@@ -10,6 +10,7 @@ from kafka import KafkaConsumer
 from connectors.clickhouse.client import connect
 from connectors.clickhouse.rows import DEAD_LETTERS, INDICATORS, READINGS, TableSpec
 from connectors.clickhouse.sink import ClickHouseSink, SinkConfig
+from connectors.metrics import Metrics, serve
 from connectors.settings import ClickHouseSettings, KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,12 @@ def run(argv: list[str]) -> int:
         default=defaults.max_age_s,
         help="seconds a batch may wait before it is written",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9402,
+        help="serve Prometheus /metrics on this port (0: off)",
+    )
     args = parser.parse_args(argv)
 
     kafka, topics, ch = KafkaSettings(), TopicSettings(), ClickHouseSettings()
@@ -51,7 +58,9 @@ def run(argv: list[str]) -> int:
         )
 
     config = SinkConfig(group_id=args.group, max_rows=args.max_rows, max_age_s=args.max_age)
-    sink = ClickHouseSink(consumer, connect(ch), routes, config)
+    metrics = Metrics()
+    serve(args.metrics_port)
+    sink = ClickHouseSink(consumer, connect(ch), routes, config, metrics)
     sink.install_signal_handlers()
     log.info(
         "sink starting: kafka %s, clickhouse %s database %s", kafka.bootstrap, ch.url, ch.database
