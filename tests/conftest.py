@@ -14,21 +14,16 @@ Set ``IOC_TEST_REUSE_STACK=1`` to run against an already running stack described
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-TEST_PORTS = {
-    "IOC_KAFKA_BOOTSTRAP": "127.0.0.1:39092",
-    "IOC_STACK_KAFKA_CONTROLLER_PORT": "39093",
-    "IOC_MQTT_URL": "mqtt://127.0.0.1:31883",
-    "IOC_CLICKHOUSE_URL": "http://127.0.0.1:38123",
-}
-REPO = Path(__file__).resolve().parents[1]
+from streams.stack.ephemeral import ephemeral_stack
+
+# Ports are 30000 + the usual ones (39092 Kafka, 31883 MQTT, 38123 ClickHouse); set
+# IOC_TEST_PORT_BASE to run two test sessions side by side on one machine.
+PORT_BASE = int(os.environ.get("IOC_TEST_PORT_BASE", "30000"))
 
 
 @pytest.fixture(scope="session")
@@ -37,38 +32,10 @@ def stack() -> Iterator[dict[str, str]]:
     if os.environ.get("IOC_TEST_REUSE_STACK") == "1":
         yield {k: os.environ[k] for k in os.environ if k.startswith("IOC_")}
         return
-    from streams.stack.stack import Stack
-
-    data_dir = Path(tempfile.mkdtemp(prefix="iocstream-test-"))
-    env = {
-        **TEST_PORTS,
-        "IOC_DATA_DIR": str(data_dir),
-        "IOC_CACHE_DIR": os.environ.get("IOC_CACHE_DIR", str(REPO / ".cache")),
-        "IOC_STACK_KAFKA_HEAP": "512m",
-        "IOC_TOPIC_PARTITIONS": "4",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    test_stack = Stack()
-    try:
-        test_stack.up()
-        from connectors.clickhouse.client import connect
-        from connectors.clickhouse.migrate import migrate
-        from connectors.kafka.admin import ensure_topics, platform_topics
-        from connectors.settings import ClickHouseSettings, KafkaSettings, TopicSettings
-
-        ensure_topics(KafkaSettings(), platform_topics(TopicSettings()))
-        ch = ClickHouseSettings()
-        migrate(connect(ch, database=None), ch.database)
+    with ephemeral_stack(
+        PORT_BASE, prefix="iocstream-test-", extra={"IOC_TOPIC_PARTITIONS": "4"}
+    ) as env:
         yield env
-    finally:
-        test_stack.down()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

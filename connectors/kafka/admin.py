@@ -32,6 +32,7 @@ def platform_topics(topics: TopicSettings) -> list[TopicSpec]:
     """The topics of DESIGN.md with the configured partition count and replication."""
     names = [
         topics.readings,
+        topics.inbound,
         topics.events,
         topics.indicators,
         topics.alerts,
@@ -65,7 +66,7 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> dict[str,
         described = admin.describe_topics([s.name for s in specs])
     finally:
         admin.close()
-    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    counts = {d["name"]: len(d["partitions"]) for d in described}
     wrong = [
         f"{s.name} has {counts.get(s.name)} (want {s.partitions})"
         for s in specs

@@ -23,6 +23,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# Services outlive the ``Popen`` that spawned them; holding it here (until ``stop`` reaps
+# the child) keeps ``Popen.__del__`` from warning that a detached service still runs.
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
 
 class ServiceError(RuntimeError):
     """A service of the local stack failed to start or to become healthy."""
@@ -84,6 +88,7 @@ class ManagedProcess:
                 cwd=cwd,
                 start_new_session=True,
             )
+        _SPAWNED[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n")
         log.info("started %s (pid %d), log %s", self.name, proc.pid, self.log_file)
         return proc.pid
@@ -126,7 +131,7 @@ class ManagedProcess:
             )
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
-            _reap(pid)
+        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -141,5 +146,10 @@ class ManagedProcess:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our child, so it does not linger as a zombie."""
+    proc = _SPAWNED.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            del _SPAWNED[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
