@@ -42,6 +42,10 @@ Reason = Literal[
     "invalid_event",
     "schema_violation",
     "poison_row",
+    "device_mismatch",
+    "non_numeric_value",
+    "unknown_event_type",
+    "unsupported_content_type",
 ]
 
 REASONS: Final[frozenset[str]] = frozenset(Reason.__args__)  # type: ignore[attr-defined]

@@ -175,7 +175,7 @@ class Bridge:
     def connect(self) -> None:
         s, c = self.mqtt_settings, self.config
         if c.mqtt_version == 5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = c.session_expiry_s
             props.ReceiveMaximum = c.receive_maximum
             self.client.connect(
