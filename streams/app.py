@@ -1,0 +1,108 @@
+"""The stream worker's Faust application and its settings (``IOC_WORKER_*``).
+
+:func:`create_app` builds a faust-streaming ``App`` configured for the delivery rules of
+DESIGN.md: raw bytes in and out (our own codecs), in-memory table store rebuilt from the
+changelog topic at start (so a SIGKILL loses no state), ``earliest`` offset reset for a new
+consumer group, ``acks=all`` on the producer, and no acknowledgement of a message whose
+processing raised or was cancelled (``stream_ack_exceptions``/``stream_ack_cancelled_tasks``
+off), so such a message is processed again rather than silently committed.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import faust
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.settings import KafkaSettings
+
+
+class WorkerSettings(BaseSettings):
+    """Stream worker settings (``IOC_WORKER_*``); CLI options override them."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_WORKER_", extra="ignore")
+
+    app_id: str = Field("iocstream-worker", description="Faust app id = consumer group")
+    grace_s: float = Field(10.0, ge=0, description="grace period for late readings, seconds")
+    data_dir: Path | None = Field(
+        None, description="Faust's local directory (default <IOC_DATA_DIR>/worker)"
+    )
+    web_port: int = Field(0, ge=0, le=65535, description="Faust web server port; 0 = off")
+    commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
+    session_timeout_s: float = Field(
+        30.0, ge=6, description="consumer group session timeout (failover after a crash)"
+    )
+    stats_interval_s: float = Field(30.0, gt=0, description="interval of the INFO stats line")
+
+    def resolved_data_dir(self) -> Path:
+        """The data directory, defaulting to ``<IOC_DATA_DIR or .data>/worker``."""
+        if self.data_dir is not None:
+            return self.data_dir
+        from streams.stack.settings import StackSettings
+
+        return StackSettings().data_dir / "worker"
+
+
+def broker_urls(kafka: KafkaSettings) -> list[str]:
+    """``kafka://host:port`` URLs of the configured bootstrap servers."""
+    return [f"kafka://{hp.strip()}" for hp in kafka.bootstrap.split(",") if hp.strip()]
+
+
+def broker_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
+    """Faust credentials matching ``IOC_KAFKA_SECURITY_PROTOCOL`` and friends."""
+    protocol = kafka.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_cafile)
+        if kafka.ssl_certfile:
+            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+        ssl_context=context,
+        mechanism=kafka.sasl_mechanism or "PLAIN",
+    )
+
+
+def create_app(
+    settings: WorkerSettings, kafka: KafkaSettings, *, partitions: int, replicas: int = 1
+) -> faust.App:
+    """The worker's Faust app; ``partitions`` is the input topic's partition count.
+
+    The table's changelog topic (``<app_id>-<table>-changelog``) is created by Faust with the
+    same partition count, since the table is partitioned exactly like the input.
+    """
+    data_dir = settings.resolved_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {
+        "broker": broker_urls(kafka),
+        "store": "memory://",
+        "datadir": str(data_dir),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": partitions,
+        "topic_replication_factor": replicas,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "broker_commit_interval": settings.commit_interval_s,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "stream_ack_exceptions": False,
+        "stream_ack_cancelled_tasks": False,
+        "web_enabled": settings.web_port > 0,
+        "web_port": settings.web_port or 6066,
+        "web_host": "127.0.0.1",
+        "web_bind": "127.0.0.1",
+    }
+    credentials = broker_credentials(kafka)
+    if credentials is not None:
+        options["broker_credentials"] = credentials
+    return faust.App(settings.app_id, **options)
