@@ -63,6 +63,7 @@ class TopicSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="IOC_TOPIC_", extra="ignore")
 
     readings: str = "ioc.readings"
+    inbound: str = "ioc.inbound"  # CloudEvents from city systems (iocstream ingest)
     events: str = "ioc.events"
     indicators: str = "ioc.indicators"
     alerts: str = "ioc.alerts"
