@@ -58,6 +58,10 @@ fmt: venv ## format and autofix
 soak: install ## long soak and fault tests
 	$(VENV)/bin/pytest -m soak
 
+.PHONY: bench
+bench: install ## benchmarks against a throw-away stack (BENCH=<name> runs one); writes bench-results.json
+	$(VENV)/bin/iocstream bench $(BENCH)
+
 .PHONY: stack-up stack-down
 stack-up: install ## start Kafka, Mosquitto and ClickHouse in the background
 	$(VENV)/bin/iocstream stack up

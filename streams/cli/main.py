@@ -23,6 +23,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bridge": ("connectors.bridge.cli:run", "MQTT -> Kafka bridge"),
     "worker": ("streams.worker:run_worker", "stream worker computing rolling indicators"),
     "sink": ("connectors.clickhouse.sink_cli:run", "Kafka -> ClickHouse sink"),
+    "bench": ("streams.bench.runner:run", "run the benchmarks and print ratios to baselines"),
+    "ingest": ("connectors.ingest.cli:run", "validate city-system CloudEvents into ioc.events"),
+    "simulate-events": (
+        "connectors.simulator.events:run_events",
+        "publish simulated city-system events (documents, applications, feedback)",
+    ),
 }
 
 

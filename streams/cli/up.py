@@ -42,7 +42,19 @@ LIMIT {limit:UInt32}
 
 def _children(args: argparse.Namespace) -> dict[str, list[str]]:
     me = [sys.executable, "-m", "streams.cli.main"]
-    sim = [*me, "simulate", "--devices", str(args.devices), "--rate", str(args.rate), "--realtime"]
+    sim = [
+        *me,
+        "simulate",
+        "--devices",
+        str(args.devices),
+        "--interval",
+        str(args.interval),
+        "--rate",
+        str(args.rate),
+        "--realtime",
+        "--progress",
+        "log",
+    ]
     return {
         "bridge": [*me, "bridge"],
         "worker": [*me, "worker"],
@@ -70,7 +82,10 @@ def run(argv: list[str]) -> int:
         "indicators. Ctrl-C stops everything it started.",
     )
     parser.add_argument("--devices", type=int, default=12, help="simulated stations")
-    parser.add_argument("--rate", type=float, default=12.0, help="simulated messages/s")
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between a station's readings"
+    )
+    parser.add_argument("--rate", type=float, default=12.0, help="simulated messages/s at most")
     parser.add_argument("--no-simulator", action="store_true")
     parser.add_argument(
         "--logs",
@@ -112,7 +127,9 @@ def run(argv: list[str]) -> int:
     try:
         with Live(_table([], procs), console=console, refresh_per_second=1) as live:
             while not stopping:
-                rows = client.query(LATEST, parameters={"limit": 15}).result_rows
+                rows = [
+                    tuple(r) for r in client.query(LATEST, parameters={"limit": 15}).result_rows
+                ]
                 live.update(_table(rows, procs))
                 for _ in range(20):
                     if stopping:
