@@ -131,7 +131,7 @@ class ManagedProcess:
             )
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
-        _reap(pid)
+        _reap(pid, wait_s=5.0)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -144,11 +144,18 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if ``pid`` is our child, so it does not linger as a zombie."""
+def _reap(pid: int, wait_s: float = 0.0) -> None:
+    """Collect the exit status if ``pid`` is our child, so it does not linger as a zombie.
+
+    With ``wait_s`` it waits that long for a child that was just signalled to exit.
+    """
     proc = _SPAWNED.get(pid)
     if proc is not None:
-        if proc.poll() is not None:
+        if wait_s:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait_s)
+        proc.poll()
+        if proc.returncode is not None:
             del _SPAWNED[pid]
         return
     with contextlib.suppress(ChildProcessError):
