@@ -59,7 +59,9 @@ class ManagedProcess:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
-        if self.marker.encode() not in cmdline:
+        # Right after fork the new process's cmdline can still be empty: that is not a
+        # different process, so only a non-empty cmdline without the marker disqualifies.
+        if cmdline.strip() and self.marker.encode() not in cmdline:
             return None
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":  # a zombie has exited
