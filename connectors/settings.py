@@ -35,6 +35,8 @@ class KafkaSettings(_Base):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = Field(None, description="password of ssl_keyfile")
+    ssl_check_hostname: bool = True
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python clients (security included)."""
@@ -54,6 +56,10 @@ class KafkaSettings(_Base):
             opts["ssl_certfile"] = self.ssl_certfile
         if self.ssl_keyfile:
             opts["ssl_keyfile"] = self.ssl_keyfile
+        if self.ssl_password:
+            opts["ssl_password"] = self.ssl_password.get_secret_value()
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            opts["ssl_check_hostname"] = self.ssl_check_hostname
         return opts
 
 
@@ -74,7 +80,12 @@ class TopicSettings(_Base):
 
 
 class MqttSettings(_Base):
-    """MQTT broker connection (``IOC_MQTT_*``)."""
+    """MQTT broker connection (``IOC_MQTT_*``).
+
+    TLS is on for an ``mqtts://`` URL: the broker's certificate is checked against
+    ``ca_file`` (else the system's CAs) and its host name; ``cert_file``/``key_file`` add a
+    client certificate (``key_password`` if the key is encrypted).
+    """
 
     model_config = SettingsConfigDict(env_prefix="IOC_MQTT_", extra="ignore")
 
@@ -82,6 +93,10 @@ class MqttSettings(_Base):
     username: str | None = None
     password: SecretStr | None = None
     ca_file: str | None = None
+    cert_file: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key_file: str | None = Field(None, description="private key (PEM) of cert_file")
+    key_password: SecretStr | None = None
+    tls_check_hostname: bool = True
     client_id: str = "iocstream-bridge"
     keepalive: int = 30
 

@@ -1,27 +1,51 @@
 """The MQTT -> Kafka bridge (paho-mqtt -> kafka-python).
 
+Subscriptions (QoS 1): ``ioc/+/+/+/telemetry`` and, unless turned off, ``ioc/+/+/+/status``;
+both as ``$share/<group>/...`` with a share group, so replicas split the load.
+
 Delivery guarantees:
 
-* QoS 1 subscriptions on a persistent session (MQTT 5 clean start off with a session
-  expiry, or MQTT 3.1.1 clean session off) and a stable client id, with manual
-  acknowledgement: a PUBLISH is acknowledged only after every Kafka record made from it
-  (reading batches and dead letters) was acknowledged by Kafka (acks=all, idempotent
+* Persistent session (MQTT 5 clean start off with a session expiry, or MQTT 3.1.1 clean
+  session off) under a stable client id, with manual acknowledgement: a PUBLISH is
+  acknowledged only after every Kafka record made from it (reading batches, dead letters,
+  status events, quarantined readings) was acknowledged by Kafka (acks=all, idempotent
   producer). A crash before that leaves the message with the broker, which redelivers it:
-  at-least-once, duplicates possible, nothing lost.
+  at-least-once, duplicates possible, nothing lost. PUBACKs go out in arrival order.
+* A message received on an earlier connection is never acknowledged on a later one: after a
+  reconnect the broker redelivers it (same packet id) and the redelivered copy is the one
+  acknowledged, so an acknowledgement can never hit a different message.
 * Readings are packed per Kafka partition (``Packer``), so every reading in a batch belongs
-  to a device whose id hashes to that partition; per-device order is kept.
-* A record Kafka refuses is sent again after a backoff, never dropped; while Kafka is away
-  nothing is acknowledged, and memory stays bounded: the inbox is a bounded queue and the
-  broker never has more than ``receive_maximum`` unacknowledged messages in flight to us.
+  to a device whose id hashes to that partition; per-device order is kept (the idempotent
+  producer retries in order). Only a record that failed for good (kafka-python's delivery
+  timeout, 2 minutes) and is sent again by the bridge can land after later records of its
+  partition; consumers already tolerate duplicates, and windows are by event time.
+* A record Kafka refuses (or cannot take: buffer full, broker away) is sent again after a
+  backoff, never dropped. While Kafka is away nothing is acknowledged, so the broker keeps the
+  messages, and memory stays bounded: the broker sends at most ``receive_maximum`` (MQTT 5;
+  the broker's own in-flight limit for 3.1.1) unacknowledged messages, and the bridge holds
+  nothing else.
 * Invalid input becomes a dead letter on ``ioc.deadletter`` with a reason; it never stops
-  valid traffic behind it.
+  valid traffic behind it. Status changes become ``vn.longxuyen.device.status`` events on
+  ``ioc.events`` (:mod:`connectors.bridge.status_events`); an empty retained status (a
+  cleared one) is acknowledged and ignored. Readings of unknown devices under the
+  ``quarantine`` policy go, besides their dead letter, to ``quarantine_topic`` if one is set.
+* Retained status messages: MQTT 5 subscribes with retain handling 1, so the broker's retained
+  states arrive once, when the session's subscription is created (events marked
+  ``retained: true``), not again on every reconnect; 3.1.1 subscribes to status topics only
+  when the broker has no session for us. Brokers differ on retained messages for shared
+  subscriptions (some send none, some send them to every member; not tested here), so with a
+  share group rely on live changes; each live change reaches one replica.
+
+Threads: the caller's thread runs MQTT network I/O (paho's ``loop``, no paho thread),
+decoding, packing and acknowledgements; kafka-python's sender thread does Kafka I/O and hands
+results back through a queue. Reconnection to MQTT uses exponential backoff from 1 s to 30 s;
+kafka-python reconnects by itself (0.1 s growing to 10 s).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,31 +53,29 @@ from datetime import UTC, datetime
 from threading import Event
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
-from kafka import KafkaProducer
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from kafka.errors import KafkaError
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from connectors.bridge.clients import connect_options, make_mqtt_client, make_producer
 from connectors.bridge.packer import AckTracker, Batch, Packer
+from connectors.bridge.settings import BridgeConfig
+from connectors.bridge.status_events import StatusChanges, status_event
 from connectors.metrics import Metrics
+from connectors.mqtt.status import DeviceStatus, decode_status
+from connectors.mqtt.topics import subscription_filter
 from connectors.mqtt.validate import Limits, decode_message
 from connectors.registry import Registry
 from connectors.settings import KafkaSettings, MqttSettings, TopicSettings
+from schemas.deadletter import DeadLetter
+from schemas.events import STRUCTURED_CONTENT_TYPE
+from schemas.readings import SCHEMA
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class BridgeConfig:
-    share_group: str | None = None
-    mqtt_version: int = 5
-    session_expiry_s: int = 86_400
-    receive_maximum: int = 1_000
-    inbox_size: int = 2_000
-    max_batch_readings: int = 500
-    linger_s: float = 0.02
-    retry_backoff_s: float = 1.0
+_READ_BURST = 50
+_EVENT_HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
 @dataclass
@@ -63,11 +85,18 @@ class _Record:
     key: bytes | None
     value: bytes
     message_ids: set[int] = field(default_factory=set)
+    headers: list[tuple[str, bytes]] | None = None
     sent_at: float = 0.0
 
 
+@dataclass
+class _Held:
+    message: mqtt.MQTTMessage
+    connection: int
+
+
 class Bridge:
-    """Move telemetry from MQTT to Kafka until ``stop`` is set."""
+    """Move telemetry and status from MQTT to Kafka until ``stop`` is set."""
 
     def __init__(
         self,
@@ -88,59 +117,59 @@ class Bridge:
         self.config = config or BridgeConfig()
         self.clock = clock
         self.stop = Event()
-        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(self.config.inbox_size)
+        self.subscribed = Event()
+        """Set once the broker acknowledged the subscriptions of the current connection."""
+        self._subscribe_mid: int | None = None
+        self.inbox: queue.SimpleQueue[tuple[mqtt.MQTTMessage, int]] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[tuple[_Record, Exception | None]] = queue.SimpleQueue()
         self.tracker = AckTracker()
-        self.messages: dict[int, mqtt.MQTTMessage] = {}
+        self.held: dict[int, _Held] = {}
         self.retry: list[tuple[float, _Record]] = []
+        self.status_changes = StatusChanges()
         self._seq = 0
-        self.stats = {"messages": 0, "readings": 0, "dead_letters": 0, "acked": 0}
-        self.producer = KafkaProducer(
-            **kafka_settings.client_options(),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_in_flight_requests_per_connection=5,
-            client_id=f"{mqtt_settings.client_id}-producer",
-        )
-        partitions = self.producer.partitions_for(topics.readings)
-        if not partitions:
-            raise RuntimeError(
-                f"topic {topics.readings} does not exist: run `iocstream kafka init`"
-            )
+        self._connection = 0
+        self._kafka_failing = False
+        self._mqtt_down = True
+        self._reconnect_at = 0.0
+        self._backoff_s = 1.0
+        self.stats = {
+            "messages": 0,
+            "readings": 0,
+            "dead_letters": 0,
+            "status_events": 0,
+            "acked": 0,
+        }
+        self.producer = make_producer(kafka_settings, f"{mqtt_settings.client_id}-producer")
         self.packer = Packer(
-            len(partitions), self.config.max_batch_readings, linger_s=self.config.linger_s
+            self._partitions(),
+            self.config.max_batch_readings,
+            max_bytes=self.config.max_batch_bytes,
+            linger_s=self.config.linger_s,
         )
-        self.client = self._make_client()
+        self.client = make_mqtt_client(mqtt_settings, self.config)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    def _partitions(self) -> int:
+        partitions = self.producer.partitions_for(self.topics.readings)
+        if not partitions:
+            self.producer.close(timeout=5)
+            raise RuntimeError(
+                f"topic {self.topics.readings} does not exist: run `iocstream kafka init`"
+            )
+        return len(partitions)
 
     # -- MQTT side ----------------------------------------------------------------------
-    def _make_client(self) -> mqtt.Client:
-        s, c = self.mqtt_settings, self.config
-        v5 = c.mqtt_version == 5
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-            manual_ack=True,
-        )
-        if s.username:
-            client.username_pw_set(
-                s.username, s.password.get_secret_value() if s.password else None
-            )
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
     @property
-    def subscription(self) -> str:
-        base = "ioc/+/+/+/telemetry"
+    def subscriptions(self) -> list[str]:
+        """The topic filters the bridge subscribes to."""
         group = self.config.share_group
-        return f"$share/{group}/{base}" if group else base
+        out = [subscription_filter("telemetry", share_group=group)]
+        if self.config.status:
+            out.append(subscription_filter("status", share_group=group))
+        return out
 
     def _on_connect(
         self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any
@@ -148,17 +177,42 @@ class Bridge:
         if reason.is_failure:
             log.error("MQTT connect refused: %s", reason)
             return
+        self._connection += 1
+        self._backoff_s = 1.0
+        session_present = bool(getattr(flags, "session_present", False))
         if self.metrics:
             self.metrics.bridge_connected.set(1)
-            self.metrics.bridge_reconnects.labels("mqtt").inc()
+            if self._connection > 1:
+                self.metrics.bridge_reconnects.labels("mqtt").inc()
         log.info(
-            "MQTT connected to %s:%d (session present: %s); subscribing %s",
+            "MQTT connected to %s:%d as %s (session present: %s); subscribing %s",
             self.mqtt_settings.host,
             self.mqtt_settings.port,
-            getattr(flags, "session_present", "?"),
-            self.subscription,
+            self.mqtt_settings.client_id,
+            session_present,
+            ", ".join(self.subscriptions),
         )
-        client.subscribe(self.subscription, qos=1)
+        self.subscribed.clear()
+        v5 = self.config.mqtt_version == 5
+        wanted: list[tuple[str, Any]] = []
+        for topic in self.subscriptions:
+            if v5:
+                # Retained states are sent only when the subscription is new (MQTT 5 retain
+                # handling 1), i.e. on the first start of a session, not on every reconnect.
+                wanted.append((topic, SubscribeOptions(qos=1, retainHandling=1)))
+            elif not topic.endswith("/status") or not session_present:
+                wanted.append((topic, 1))  # 3.1.1 would resend every retained state
+        _result, self._subscribe_mid = client.subscribe(wanted)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _ud: Any, mid: int, reasons: list[Any], _props: Any
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("MQTT subscription refused: %s", ", ".join(failed))
+        elif mid == self._subscribe_mid:
+            log.info("MQTT subscriptions acknowledged; bridging")
+            self.subscribed.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any
@@ -166,33 +220,92 @@ class Bridge:
         if self.metrics:
             self.metrics.bridge_connected.set(0)
         if not self.stop.is_set():
-            log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
+            log.warning("MQTT disconnected (%s)", reason)
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
-        # Blocks paho's network thread when the inbox is full: that is the backpressure.
-        self.inbox.put(message)
+        # The broker's flow control (receive maximum) bounds the inbox.
+        self.inbox.put((message, self._connection))
 
     def connect(self) -> None:
-        s, c = self.mqtt_settings, self.config
-        if c.mqtt_version == 5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = c.session_expiry_s
-            props.ReceiveMaximum = c.receive_maximum
-            self.client.connect(
-                s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props
-            )
-        else:
-            self.client.connect(s.host, s.port, keepalive=s.keepalive)
-        self.client.loop_start()
+        """Prepare the MQTT connection; :meth:`_pump` connects (and reconnects) with backoff."""
+        s = self.mqtt_settings
+        self.client.connect_async(
+            s.host, s.port, keepalive=s.keepalive, **connect_options(self.config)
+        )
+        self._mqtt_down, self._reconnect_at = True, self.clock()
+
+    def _pump(self, timeout: float) -> None:
+        """Do the MQTT network work in this thread (read, write, keepalive), or reconnect.
+
+        One thread does MQTT I/O, decoding and acknowledgements, so there is no queue hand-off
+        and thread switch per message, and acknowledgements are written straight away. The
+        loop never blocks long (Kafka ``send`` waits at most 5 s), so keepalives keep going.
+        """
+        if self._mqtt_down:
+            if self.clock() < self._reconnect_at:
+                time.sleep(timeout)
+                return
+            try:
+                self.client.reconnect()
+                self._mqtt_down = False
+            except OSError as exc:
+                self._schedule_reconnect(f"cannot connect: {exc}")
+            return
+        rc = self.client.loop(timeout)
+        # loop() reads one packet; read on while packets keep coming (up to a bound), so
+        # that decoding, batching and acknowledging work on many messages at a time.
+        for _ in range(_READ_BURST):
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            before = self.inbox.qsize()
+            rc = self.client.loop_read()
+            if self.inbox.qsize() == before:
+                break
+        if rc != mqtt.MQTT_ERR_SUCCESS and not self.stop.is_set():
+            self._schedule_reconnect(mqtt.error_string(rc))
+
+    def _schedule_reconnect(self, why: str) -> None:
+        self._mqtt_down = True
+        self._reconnect_at = self.clock() + self._backoff_s
+        log.warning(
+            "MQTT %s:%d: %s; reconnecting in %.0fs",
+            self.mqtt_settings.host,
+            self.mqtt_settings.port,
+            why,
+            self._backoff_s,
+        )
+        self._backoff_s = min(self._backoff_s * 2, 30.0)
 
     # -- Kafka side ---------------------------------------------------------------------
     def _send(self, record: _Record) -> None:
         record.sent_at = self.clock()
-        future = self.producer.send(
-            record.topic, value=record.value, key=record.key, partition=record.partition
-        )
+        try:
+            future = self.producer.send(
+                record.topic,
+                value=record.value,
+                key=record.key,
+                partition=record.partition,
+                headers=record.headers,
+            )
+        except KafkaError as exc:  # buffer full or metadata unavailable: Kafka is away
+            self._failed(record, exc)
+            return
         future.add_callback(lambda _meta: self.results.put((record, None)))
         future.add_errback(lambda exc: self.results.put((record, exc)))
+
+    def _failed(self, record: _Record, exc: BaseException) -> None:
+        if not self._kafka_failing:
+            log.warning(
+                "Kafka did not take a record for %s (%s); retrying every %.1fs, "
+                "MQTT acknowledgements wait",
+                record.topic,
+                exc,
+                self.config.retry_backoff_s,
+            )
+        self._kafka_failing = True
+        if self.metrics:
+            self.metrics.bridge_produce_errors.inc()
+        self.retry.append((self.clock() + self.config.retry_backoff_s, record))
 
     def _send_batch(self, batch: Batch) -> None:
         self._send(
@@ -205,32 +318,78 @@ class Bridge:
             self.metrics.bridge_readings.inc(len(batch.objects))
             self.metrics.bridge_batch_size.observe(len(batch.objects))
 
-    # -- main loop ----------------------------------------------------------------------
-    def _handle(self, message: mqtt.MQTTMessage) -> None:
+    def _dead_letter(self, seq: int, dead: DeadLetter, topic: str) -> None:
+        self.tracker.expect(seq)
+        self.stats["dead_letters"] += 1
+        if self.metrics:
+            self.metrics.dead_letters.labels("bridge", dead.reason).inc()
+        log.info("dead letter from %s: %s (%s)", topic[:256], dead.reason, dead.detail)
+        self._send(
+            _Record(self.topics.deadletter, None, dead.source_id.encode(), dead.encode(), {seq})
+        )
+
+    # -- one message --------------------------------------------------------------------
+    def _handle(self, message: mqtt.MQTTMessage, connection: int) -> None:
         self._seq += 1
         seq = self._seq
-        self.messages[seq] = message
+        self.held[seq] = _Held(message, connection)
         self.tracker.open(seq)
         self.stats["messages"] += 1
         if self.metrics:
             self.metrics.bridge_messages.inc()
-        decoded = decode_message(
-            message.topic, message.payload, datetime.now(UTC), self.registry, self.limits
-        )
-        for partition in self.packer.add(seq, decoded.readings, self.clock()):
-            del partition
-            self.tracker.expect(seq)
-        for dead in decoded.rejections:
-            self.tracker.expect(seq)
-            self.stats["dead_letters"] += 1
-            if self.metrics:
-                self.metrics.dead_letters.labels("bridge", dead.reason).inc()
-            log.info("dead letter from %s: %s (%s)", message.topic, dead.reason, dead.detail)
-            self._send(
-                _Record(self.topics.deadletter, None, dead.source_id.encode(), dead.encode(), {seq})
-            )
+        now = datetime.now(UTC)
+        if message.topic.endswith("/status"):
+            self._handle_status(seq, message, now)
+        else:
+            self._handle_telemetry(seq, message, now)
         self.tracker.seal(seq)
 
+    def _handle_telemetry(self, seq: int, message: mqtt.MQTTMessage, now: datetime) -> None:
+        decoded = decode_message(message.topic, message.payload, now, self.registry, self.limits)
+        for _partition in self.packer.add(seq, decoded.readings, self.clock()):
+            self.tracker.expect(seq)
+        for dead in decoded.rejections:
+            self._dead_letter(seq, dead, message.topic)
+        quarantine = self.config.quarantine_topic
+        if decoded.quarantined and quarantine:
+            readings = [r.to_dict() for r in decoded.quarantined]
+            self.tracker.expect(seq)
+            if self.metrics:
+                self.metrics.bridge_quarantined.inc(len(readings))
+            key = decoded.quarantined[0].device_id.encode()
+            value = _encode_readings(readings)
+            self._send(_Record(quarantine, None, key, value, {seq}))
+
+    def _handle_status(self, seq: int, message: mqtt.MQTTMessage, now: datetime) -> None:
+        if not message.payload.strip():
+            return  # a retained status being cleared: nothing to report
+        decoded = decode_status(message.topic, message.payload, now, self.registry)
+        if isinstance(decoded, DeadLetter):
+            self._dead_letter(seq, decoded, message.topic)
+            return
+        if not self.status_changes.is_change(decoded):
+            return
+        self._send_status(seq, decoded, now, bool(message.retain))
+
+    def _send_status(self, seq: int, status: DeviceStatus, now: datetime, retained: bool) -> None:
+        event = status_event(status, self.registry.device(status.device_id), now, retained)
+        self.tracker.expect(seq)
+        self.status_changes.published(status)
+        self.stats["status_events"] += 1
+        if self.metrics:
+            self.metrics.bridge_status_events.labels(status.status).inc()
+        log.info(
+            "device %s is %s since %s%s",
+            status.device_id,
+            status.status,
+            status.time.isoformat(),
+            " (retained)" if retained else "",
+        )
+        self._send(
+            _Record(self.topics.events, None, event.key, event.encode(), {seq}, _EVENT_HEADERS)
+        )
+
+    # -- acknowledgements ---------------------------------------------------------------
     def _settle(self) -> None:
         while True:
             try:
@@ -238,69 +397,79 @@ class Bridge:
             except queue.Empty:
                 break
             if exc is not None:
-                log.warning(
-                    "Kafka refused a record for %s (%s); retrying in %.1fs",
-                    record.topic,
-                    exc,
-                    self.config.retry_backoff_s,
-                )
-                self.retry.append((self.clock() + self.config.retry_backoff_s, record))
+                self._failed(record, exc)
                 continue
+            if self._kafka_failing:
+                self._kafka_failing = False
+                log.info("Kafka takes records again; resending what waited")
+                if self.metrics:
+                    self.metrics.bridge_reconnects.labels("kafka").inc()
             if self.metrics:
                 self.metrics.bridge_produce_latency.observe(self.clock() - record.sent_at)
             for seq in record.message_ids:
                 self.tracker.done(seq)
-        due = [r for t, r in self.retry if t <= self.clock()]
-        self.retry = [(t, r) for t, r in self.retry if t > self.clock()]
+        now = self.clock()
+        due = [r for t, r in self.retry if t <= now]
+        self.retry = [(t, r) for t, r in self.retry if t > now]
         for record in due:
             self._send(record)
         for seq in self.tracker.releasable():
-            message = self.messages.pop(seq)
-            self.client.ack(message.mid, message.qos)
-            self.stats["acked"] += 1
+            held = self.held.pop(seq)
+            if held.connection == self._connection:
+                self.client.ack(held.message.mid, held.message.qos)
+                self.stats["acked"] += 1
         if self.metrics:
             self.metrics.bridge_inflight.set(len(self.tracker) + self.inbox.qsize())
 
+    @property
+    def unacknowledged(self) -> int:
+        """MQTT messages received and not yet acknowledged (decoded or still in the inbox)."""
+        return len(self.tracker) + self.inbox.qsize()
+
+    # -- main loop ----------------------------------------------------------------------
     def run(self) -> None:
+        """Connect, move messages until ``stop`` is set, then shut down cleanly."""
         self.connect()
         last_log = self.clock()
+        idle_wait = min(max(self.config.linger_s / 2, 0.001), 0.005)
+        busy = False
         try:
             while not self.stop.is_set():
-                try:
-                    message = self.inbox.get(timeout=self.config.linger_s / 2)
-                    self._handle(message)
-                    while True:
-                        self._handle(self.inbox.get_nowait())
-                except queue.Empty:
-                    pass
+                self._pump(0.0 if busy else idle_wait)
+                busy = not self.inbox.empty()
+                while not self.inbox.empty():
+                    self._handle(*self.inbox.get_nowait())
                 for batch in self.packer.ready(self.clock()):
                     self._send_batch(batch)
                 self._settle()
                 if self.clock() - last_log >= 10:
                     last_log = self.clock()
-                    log.info("bridge: %s, unacknowledged %d", self.stats, len(self.tracker))
+                    log.info("bridge: %s, unacknowledged %d", self.stats, self.unacknowledged)
             self._shutdown()
         finally:
-            self.client.loop_stop()
             self.producer.close(timeout=10)
 
     def _shutdown(self) -> None:
-        """Finish what is in hand and ack what Kafka acknowledged.
+        """Finish what is in hand and ack what Kafka acknowledged (10 s at most).
 
         The subscription is kept (the session is persistent, so the broker queues new
-        messages for the next start); messages still in the inbox are not acknowledged and
-        the broker redelivers them.
+        messages for the next start); messages not acknowledged by then are redelivered.
         """
         for batch in self.packer.drain():
             self._send_batch(batch)
         self.producer.flush(timeout=10)
         deadline = self.clock() + 10
-        while len(self.tracker) and self.clock() < deadline:
+        while len(self.tracker) and not self.retry and self.clock() < deadline:
             self._settle()
             time.sleep(0.01)
-        self.client.disconnect()
+        if not self._mqtt_down:
+            self.client.disconnect()
         log.info(
             "bridge stopped: %s; %d messages left unacknowledged for redelivery",
             self.stats,
-            len(self.tracker) + self.inbox.qsize(),
+            self.unacknowledged,
         )
+
+
+def _encode_readings(readings: list[dict[str, object]]) -> bytes:
+    return orjson.dumps({"schema": SCHEMA, "readings": readings})
