@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -42,6 +43,10 @@ SCHEMA: Final = "ioc.indicators/v1"
 
 #: Indicator id of the 1-minute per-device, per-metric reading statistics.
 READING_STATS_1M: Final = "reading_stats_1m"
+
+
+# Window bounds repeat across thousands of records (one per device and metric): format once.
+_format_bound = lru_cache(maxsize=8192)(format_time)
 
 
 class IndicatorFormatError(ValueError):
@@ -87,7 +92,7 @@ class WindowResult:
 
 def indicator_key(indicator: str, device_id: str, metric: str, window_start: datetime) -> str:
     """``"{indicator}|{device_id}|{metric}|{window_start as UTC ISO with Z}"``."""
-    return f"{indicator}|{device_id}|{metric}|{format_time(window_start)}"
+    return f"{indicator}|{device_id}|{metric}|{_format_bound(window_start)}"
 
 
 def indicator_to_dict(result: WindowResult) -> dict[str, Any]:
@@ -101,8 +106,8 @@ def indicator_to_dict(result: WindowResult) -> dict[str, Any]:
         "ward": result.ward,
         "metric": result.metric,
         "unit": result.unit,
-        "window_start": format_time(result.window_start),
-        "window_end": format_time(result.window_end),
+        "window_start": _format_bound(result.window_start),
+        "window_end": _format_bound(result.window_end),
         "count": result.count,
         "mean": result.mean,
         "min": result.min,

@@ -37,6 +37,24 @@ class WorkerSettings(BaseSettings):
         30.0, ge=6, description="consumer group session timeout (failover after a crash)"
     )
     stats_interval_s: float = Field(30.0, gt=0, description="interval of the INFO stats line")
+    hopping: str = Field(
+        "300/60,900/300",
+        description="hopping windows as SIZE/HOP in seconds, comma-separated (multiples of 60)",
+    )
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="time zone of the calendar-day windows")
+    checkpoint_interval_s: float = Field(
+        2.0, gt=0, description="how often changed window state is written to the changelog"
+    )
+    flood_levels: Path | None = Field(
+        None, description="flood alarm levels YAML (default deploy/flood_levels.yaml)"
+    )
+    rise_span_h: float = Field(3.0, gt=0, description="span of the river rise rate, hours")
+    idle_tick_s: float = Field(
+        60.0,
+        ge=0,
+        description="append a watermark tick to a partition whose watermark has not moved for "
+        "this long (closes quiet partitions' windows); 0 = off",
+    )
 
     def resolved_data_dir(self) -> Path:
         """The data directory, defaulting to ``<IOC_DATA_DIR or .data>/worker``."""
@@ -92,6 +110,13 @@ def create_app(
         "topic_replication_factor": replicas,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        # a checkpoint writes one record per changed device at once: batch them into few
+        # requests instead of one request per record
+        "producer_linger": 0.005,
+        "producer_max_batch_size": 1 << 20,
+        "producer_max_request_size": 8 << 20,
+        # reading batches are ~60 KB each: fetch many per request (Faust's default is 1 MiB)
+        "consumer_max_fetch_size": 8 << 20,
         "broker_commit_interval": settings.commit_interval_s,
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),

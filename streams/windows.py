@@ -139,15 +139,21 @@ class Aggregate:
         self.last_ms: int | None = None
 
     def add(self, value: float, event_ms: int) -> None:
-        """Add one value observed at ``event_ms``."""
-        self.count += 1
+        """Add one value observed at ``event_ms`` (the hot path: plain comparisons, no calls)."""
+        n = self.count + 1
+        self.count = n
         self.total += value
-        delta = value - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (value - self.mean)
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
-        if self.last_ms is None or event_ms >= self.last_ms:
+        mean = self.mean
+        delta = value - mean
+        mean += delta / n
+        self.mean = mean
+        self.m2 += delta * (value - mean)
+        if value < self.min:  # noqa: PLR1730 - a call to min() costs more on the hot path
+            self.min = value
+        if value > self.max:  # noqa: PLR1730
+            self.max = value
+        last_ms = self.last_ms
+        if last_ms is None or event_ms >= last_ms:
             self.last = value
             self.last_ms = event_ms
 

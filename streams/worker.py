@@ -1,7 +1,9 @@
-"""``iocstream worker``: the stream worker computing 1-minute reading statistics.
+"""``iocstream worker``: the stream worker computing windowed reading statistics.
 
-Consumes ``ioc.readings`` (batches of readings), keeps per device and metric tumbling
-event-time windows of one minute (``streams/windows.py``) in a changelog-backed Faust table,
+Consumes ``ioc.readings`` (batches of readings), keeps per device and metric event-time
+windows — tumbling 1 minute (``streams/windows.py``) and, merged from those, tumbling 1 hour,
+hopping 5/15 minutes and local calendar days (``streams/window_specs.py``) — in a
+changelog-backed Faust table,
 and sends each closed window to ``ioc.indicators`` (``schemas/indicators.py``); late and bad
 input goes to ``ioc.deadletter`` with its reason. Several workers with the same app id share
 the partitions (one consumer group).
@@ -34,6 +36,8 @@ from pathlib import Path
 
 from connectors.settings import KafkaSettings, TopicSettings
 from streams.app import WorkerSettings, create_app
+from streams.gauge_levels import GaugeConfig, thresholds_by_device
+from streams.window_specs import default_specs
 from streams.windows import MINUTE_MS, TumblingWindows
 
 log = logging.getLogger(__name__)
@@ -48,9 +52,10 @@ class WorkerStartError(RuntimeError):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iocstream worker",
-        description="Stream worker: 1-minute event-time windows per device and metric from "
-        "ioc.readings to ioc.indicators; late and bad input to ioc.deadletter. Settings come "
-        "from IOC_KAFKA_*, IOC_TOPIC_* and IOC_WORKER_* (options below override the latter).",
+        description="Stream worker: event-time windows (1 min, 1 h, hopping, local days) per "
+        "device and metric from ioc.readings to ioc.indicators; late and bad input to "
+        "ioc.deadletter. Settings come from IOC_KAFKA_*, IOC_TOPIC_* and IOC_WORKER_* "
+        "(options below override the latter).",
     )
     parser.add_argument(
         "--loglevel",
@@ -100,6 +105,18 @@ def input_partitions(kafka: KafkaSettings, topic: str) -> int:
     return len(parts)
 
 
+def gauge_config(settings: WorkerSettings) -> GaugeConfig:
+    """Flood thresholds by gauge device id, from the device registry (``IOC_REGISTRY_PATH``)
+    and the flood levels file; raises ``ValueError`` (a bad file) naming the problem."""
+    from connectors.registry import Registry
+    from streams.flood import DEFAULT_FLOOD_LEVELS_PATH, load_flood_levels
+
+    stations = load_flood_levels(settings.flood_levels or DEFAULT_FLOOD_LEVELS_PATH)
+    registry = Registry.load_default()
+    gauges = {d.id: dict(d.labels) for d in registry if d.kind == "river_gauge"}
+    return GaugeConfig(thresholds_by_device(gauges, stations), settings.rise_span_h)
+
+
 def _configure_logging(level: str | None) -> None:
     """Log like ``iocstream``: configure the root logger unless the CLI already did."""
     root = logging.getLogger()
@@ -145,6 +162,8 @@ def run_worker(argv: list[str] | None = None) -> int:
     }
     try:
         settings = WorkerSettings(**overrides)
+        specs = default_specs(settings.hopping, settings.timezone)
+        gauges = gauge_config(settings)
         kafka, topics = KafkaSettings(), TopicSettings()
         partitions = input_partitions(kafka, topics.readings)
     except (WorkerStartError, ValueError) as exc:
@@ -157,17 +176,29 @@ def run_worker(argv: list[str] | None = None) -> int:
     windows = TumblingWindows(MINUTE_MS, round(settings.grace_s * 1000))
     app = create_app(settings, kafka, partitions=partitions, replicas=topics.replication_factor)
     ReadingWindowsAgent(
-        app, topics, windows, partitions=partitions, stats_interval_s=settings.stats_interval_s
+        app,
+        topics,
+        windows,
+        partitions=partitions,
+        stats_interval_s=settings.stats_interval_s,
+        specs=specs,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        idle_tick_s=settings.idle_tick_s,
+        gauges=gauges,
     )
     log.info(
         "worker %s starting: %s (%d partitions) -> %s, dead letters -> %s, grace %.1f s, "
-        "Kafka %s, data dir %s, web %s",
+        "windows 1m + %s, idle tick %s, %d gauges with flood levels, Kafka %s, data dir %s, "
+        "web %s",
         settings.app_id,
         topics.readings,
         partitions,
         topics.indicators,
         topics.deadletter,
         settings.grace_s,
+        ", ".join(s.name for s in specs),
+        f"{settings.idle_tick_s:g} s" if settings.idle_tick_s else "off",
+        len(gauges.thresholds),
         kafka.bootstrap,
         settings.resolved_data_dir(),
         f"127.0.0.1:{settings.web_port}" if settings.web_port else "off",

@@ -1,16 +1,23 @@
-"""Replay-safe 1-minute window state of one ``ioc.readings`` partition (pure: no Faust, no I/O).
+"""Replay-safe window state of one ``ioc.readings`` partition (pure: no Faust, no I/O).
+
+Every reading updates one 1-minute *pane*; when a pane closes it is emitted and merged into
+the derived windows covering it (1 h, hopping, local days: ``streams/window_specs.py``), which
+are emitted when they close in turn. Panes and derived windows of a device live in one record.
 
 The worker keeps one :class:`PartitionState` per input partition and feeds it every message of
 that partition, in offset order, with :meth:`PartitionState.apply`. The state is persisted as
 small records (bytes) in a changelog-backed table keyed by device id:
 
-* a *device record* per device (key: the device id, UTF-8): the device's open windows and
-  ``o``, the offset of the last input message whose readings of this device are included;
+* a *device record* per device (key: the device id, UTF-8): the device's open panes (``w``),
+  its open derived windows (``d``, by spec name) and ``o``, the offset of the last input
+  message whose readings of this device are included;
 * a *partition record* per partition (key: :func:`partition_key`): ``o``, the last input offset
   fully processed, and ``wm``, the watermark after it.
 
 :meth:`PartitionState.apply` tells the caller which device records changed (``dirty``); the
-caller writes each of them once, then the partition record. Replay rules, relied on by the
+caller writes each of them once, then the partition record — after every message, or, with
+:meth:`PartitionState.checkpoint`, once for many messages (every record is a consistent
+snapshot carrying its own offset, so both give the same guarantees). Replay rules, relied on by the
 worker's no-double-count argument (see ``streams/agents/readings.py``):
 
 * a message at an offset ``<=`` the partition record's offset is skipped entirely;
@@ -27,20 +34,28 @@ hash to this partition, ``late``) and the original reading object as payload.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any, Final
 
 import orjson
 
 from connectors.kafka.partitioning import partition_for
 from schemas.deadletter import Reason
+from schemas.indicator_values import IndicatorValue
+from schemas.indicators import READING_STATS_1M
 from schemas.readings import parse_time
+from streams.gauge_levels import LEVEL_METRIC, GaugeConfig, gauge_values
+from streams.station_aqi import POLLUTANTS, StationHours, station_values
+from streams.traffic_flow import traffic_values
+from streams.window_specs import WindowSpec
 from streams.windows import Aggregate, TumblingWindows, Watermark, WindowResult, to_ms
 
 PARTITION_KEY_PREFIX: Final = b"\x00partition:"
-RECORD_VERSION: Final = 1
+RECORD_VERSION: Final = 2
+READABLE_VERSIONS: Final = frozenset({1, 2})  # v1: 1-minute panes only, no derived windows
+_NO_WATERMARK: Final = -(1 << 62)  # below any event time in ms: "no reading seen yet"
 
 
 class StateFormatError(ValueError):
@@ -63,17 +78,22 @@ class OpenWindow:
     district: str
     ward: str
     agg: Aggregate
+    end_ms: int = 0  # derived windows only (a pane's end is start + pane size)
 
 
 class DeviceState:
     """The open windows of one device and the last input offset applied to them."""
 
-    __slots__ = ("device_id", "offset", "windows")
+    __slots__ = ("derived_cache", "device_id", "hours", "offset", "partials", "windows")
 
     def __init__(self, device_id: str, offset: int = -1) -> None:
         self.device_id = device_id
+        self.hours: StationHours | None = None  # air-quality stations: recent hourly means
         self.offset = offset
-        self.windows: dict[tuple[str, int], OpenWindow] = {}
+        self.derived_cache: bytes | None = None  # encoded ``partials``; they change rarely
+        self.windows: dict[tuple[str, int], OpenWindow] = {}  # open panes by (metric, start)
+        # open derived windows by (spec index, metric, start): merges of closed panes
+        self.partials: dict[tuple[int, str, int], OpenWindow] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +115,7 @@ class BatchOutcome:
     accepted: int = 0
     skipped: int = 0  # readings of devices whose state already included this message
     results: list[WindowResult] = field(default_factory=list)
+    values: list[IndicatorValue] = field(default_factory=list)  # derived: station VN_AQI
     rejected: list[Rejected] = field(default_factory=list)
     dirty: list[str] = field(default_factory=list)  # device records to write, in this order
 
@@ -112,27 +133,51 @@ class PartitionState:
     """Windows, watermark and replay bookkeeping of one input partition."""
 
     def __init__(
-        self, partition: int, windows: TumblingWindows, partitions: int | None = None
+        self,
+        partition: int,
+        windows: TumblingWindows,
+        partitions: int | None = None,
+        specs: Sequence[WindowSpec] = (),
+        *,
+        station_aqi: bool = True,
+        gauges: GaugeConfig | None = None,
     ) -> None:
-        """``partitions``: the topic's partition count; when given, a device must hash to
+        """``windows``: the 1-minute panes every reading goes to; ``specs``: the derived
+        windows merged from closed panes (``streams/window_specs.py``); ``station_aqi``:
+        derive VN_AQI per air-quality station from its closed 1 h and 1 d windows
+        (``streams/station_aqi.py``); ``gauges``: derive river-gauge levels, rise rates and
+        flood alarm levels from closed hours (``streams/gauge_levels.py``; off when None).
+        ``partitions``: the topic's partition count; when given, a device must hash to
         ``partition`` (Kafka's default partitioner) or its readings are rejected."""
         self.partition = partition
         self.windows = windows
         self.partitions = partitions
+        self.specs = tuple(specs)
+        self.station_aqi = station_aqi
+        self.gauges = gauges
+        self._spec_names = [spec.name for spec in self.specs]
         self.offset = -1
         self.watermark = Watermark()
         self.devices: dict[str, DeviceState] = {}
-        self._ends: dict[int, set[str]] = {}  # window end -> devices with a window ending there
+        self._ends: dict[int, set[str]] = {}  # pane end -> devices with a pane ending there
+        self._pends: dict[int, set[str]] = {}  # derived window end -> devices
+        self._unsaved: dict[str, None] = {}  # devices changed since the last checkpoint
+        self._saved_offset = -1
+        self.dropped_partials = 0  # restored derived windows of specs no longer configured
 
     @property
     def open_windows(self) -> int:
-        return sum(len(d.windows) for d in self.devices.values())
+        return sum(len(d.windows) + len(d.partials) for d in self.devices.values())
 
-    def apply(self, offset: int, readings: Sequence[Any]) -> BatchOutcome:
+    def apply(
+        self, offset: int, readings: Sequence[Any], watermark_ms: int | None = None
+    ) -> BatchOutcome:
         """Apply the readings of the input message at ``offset`` (raw reading objects).
 
-        Closes every window of the partition that the new watermark closes. Never raises for
-        bad readings; see the module docstring for what is skipped on replay.
+        ``watermark_ms`` (an idle-partition tick, see ``streams/agents/ticks.py``) advances
+        the watermark after the readings. Closes every window of the partition that the new
+        watermark closes. Never raises for bad readings; see the module docstring for what is
+        skipped on replay.
         """
         out = BatchOutcome(offset)
         if offset <= self.offset:
@@ -146,26 +191,31 @@ class PartitionState:
         touched: dict[str, DeviceState] = {}
         times: dict[str, int] = {}
         rejected = out.rejected
+        accepted = skipped = 0
+        # hot loop: exact-type checks (orjson yields exact types), no None checks on the watermark
+        wm_ = _NO_WATERMARK if wm is None else wm
         for obj in readings:
             try:
                 device_id = obj["device_id"]
                 metric = obj["metric"]
-                raw_value = obj["value"]
+                value = obj["value"]
                 event_time = obj["event_time"]
-                if not isinstance(device_id, str) or not device_id:
+                if type(device_id) is not str or not device_id:
                     raise TypeError("device_id must be a non-empty string")
-                if not isinstance(metric, str) or not metric:
+                if type(metric) is not str or not metric:
                     raise TypeError("metric must be a non-empty string")
-                if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+                kind = type(value)
+                if kind is int:
+                    value = float(value)
+                elif kind is not float:  # bool is not int here: exact types
                     raise TypeError("value must be a number")
-                value = float(raw_value)
                 ms = times.get(event_time)
                 if ms is None:
                     ms = times[event_time] = to_ms(parse_time(event_time))
             except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 rejected.append(self._reject(obj, "malformed_payload", f"invalid reading: {exc}"))
                 continue
-            if not math.isfinite(value):
+            if not isfinite(value):
                 rejected.append(self._reject(obj, "non_finite_value", f"value {value!r}"))
                 continue
             dev = devices.get(device_id)
@@ -179,14 +229,14 @@ class PartitionState:
                     continue
                 dev = devices[device_id] = DeviceState(device_id)
             end = ms - ms % size + size
-            if wm is not None and wm >= end + grace:
-                detail = f"window ending {end} ms closed (watermark {wm} ms, grace {grace} ms)"
+            if wm_ >= end + grace:
+                detail = f"window ending {end} ms closed (watermark {wm_} ms, grace {grace} ms)"
                 rejected.append(self._reject(obj, "late", detail))
                 continue
-            if wm is None or ms > wm:
-                wm = ms
+            if ms > wm_:  # noqa: PLR1730 - max() costs a call per reading
+                wm_ = ms
             if dev.offset >= offset:
-                out.skipped += 1
+                skipped += 1
                 continue
             start = end - size
             win = dev.windows.get((metric, start))
@@ -204,13 +254,19 @@ class PartitionState:
                 ends.setdefault(end, set()).add(device_id)
             win.agg.add(value, ms)
             touched[device_id] = dev
-            out.accepted += 1
+            accepted += 1
+        out.accepted = accepted
+        out.skipped = skipped
+        wm = None if wm_ == _NO_WATERMARK else wm_
         for dev in touched.values():
             dev.offset = offset
+        if watermark_ms is not None and (wm is None or watermark_ms > wm):
+            wm = watermark_ms
         self.watermark.value_ms = wm
         dirty = dict.fromkeys(touched)
-        out.results = self._close(wm, dirty)
+        out.results = self._close(wm, dirty, out.values)
         out.dirty = list(dirty)
+        self._unsaved.update(dirty)
         self.offset = offset
         return out
 
@@ -220,14 +276,15 @@ class PartitionState:
             reason, detail, device_id if isinstance(device_id, str) else "", orjson.dumps(obj)
         )
 
-    def _close(self, wm: int | None, dirty: dict[str, None]) -> list[WindowResult]:
-        if wm is None or not self._ends:
+    def _close(
+        self, wm: int | None, dirty: dict[str, None], values: list[IndicatorValue]
+    ) -> list[WindowResult]:
+        if wm is None:
             return []
         limit = wm - self.windows.grace_ms
-        closing = sorted(end for end in self._ends if end <= limit)
         results: list[WindowResult] = []
         size = self.windows.size_ms
-        for end in closing:
+        for end in sorted(end for end in self._ends if end <= limit):
             for device_id in sorted(self._ends.pop(end)):
                 dev = self.devices[device_id]
                 done = sorted(
@@ -235,20 +292,87 @@ class PartitionState:
                 )
                 for _, key in done:
                     win = dev.windows.pop(key)
-                    results.append(
-                        win.agg.result(
-                            device_id=device_id,
-                            device_kind=win.device_kind,
-                            district=win.district,
-                            ward=win.ward,
-                            metric=win.metric,
-                            unit=win.unit,
-                            start_ms=win.start_ms,
-                            size_ms=size,
-                        )
-                    )
+                    results.append(self._result(device_id, win, size, READING_STATS_1M))
+                    if self.specs:
+                        self._fold(dev, win)
+                dirty[device_id] = None
+        # derived windows after panes: a pane closed above may complete one of them
+        for end in sorted(end for end in self._pends if end <= limit):
+            for device_id in sorted(self._pends.pop(end)):
+                dev = self.devices[device_id]
+                closed: list[WindowResult] = []
+                for pkey in sorted(k for k, w in dev.partials.items() if w.end_ms == end):
+                    win = dev.partials.pop(pkey)
+                    name = self._spec_names[pkey[0]]
+                    closed.append(self._result(device_id, win, end - win.start_ms, name))
+                results += closed
+                if closed:
+                    values += self._derive(dev, closed)
+                dev.derived_cache = None
                 dirty[device_id] = None
         return results
+
+    @staticmethod
+    def _result(device_id: str, win: OpenWindow, size: int, name: str) -> WindowResult:
+        return win.agg.result(
+            device_id=device_id,
+            device_kind=win.device_kind,
+            district=win.district,
+            ward=win.ward,
+            metric=win.metric,
+            unit=win.unit,
+            start_ms=win.start_ms,
+            size_ms=size,
+            indicator=name,
+        )
+
+    def _derive(self, dev: DeviceState, closed: list[WindowResult]) -> list[IndicatorValue]:
+        """City indicators from one device's derived windows that closed together."""
+        kind = closed[0].device_kind
+        if kind == "air_quality" and self.station_aqi:
+            derive = station_values if any(r.metric in POLLUTANTS for r in closed) else None
+            if derive is not None:
+                dev.hours = dev.hours or StationHours()
+                return derive(dev.hours, closed)
+        if kind == "traffic":
+            return traffic_values(closed)
+        gauges = self.gauges
+        if kind == "river_gauge" and gauges and any(r.metric == LEVEL_METRIC for r in closed):
+            dev.hours = dev.hours or StationHours()
+            return gauge_values(dev.hours, closed, gauges)
+        return []
+
+    def _fold(self, dev: DeviceState, pane: OpenWindow) -> None:
+        """Merge a closed pane into every derived window covering it."""
+        pane_end = pane.start_ms + self.windows.size_ms
+        dev.derived_cache = None
+        for idx, spec in enumerate(self.specs):
+            for start, end in spec.containing(pane.start_ms, pane_end):
+                key = (idx, pane.metric, start)
+                part = dev.partials.get(key)
+                if part is None:
+                    part = dev.partials[key] = OpenWindow(
+                        pane.metric, start, pane.unit, pane.device_kind, pane.district,
+                        pane.ward, Aggregate(), end,
+                    )  # fmt: skip
+                    self._pends.setdefault(end, set()).add(dev.device_id)
+                part.agg.merge(pane.agg)
+
+    def checkpoint(self) -> list[tuple[bytes, bytes]]:
+        """The records to persist now: every device changed since the last checkpoint, then
+        the partition record; empty when nothing was applied since. Marks them saved.
+
+        Writing these records (in order, to the changelog partition of this partition) after
+        every message or only every so many messages gives the same recovery guarantees:
+        each device record is a consistent snapshot with its own offset (module docstring).
+        """
+        if self.offset == self._saved_offset and not self._unsaved:
+            return []
+        records = [(d.encode("utf-8"), self.device_record(d)) for d in self._unsaved]
+        records.append((partition_key(self.partition), self.partition_record()))
+        self._unsaved.clear()
+        self._saved_offset = self.offset
+        return records
 
     # --- persistence ---------------------------------------------------------------------------
 
@@ -259,8 +383,19 @@ class PartitionState:
             [w.metric, w.start_ms, w.unit, w.device_kind, w.district, w.ward, *w.agg.to_list()]
             for w in dev.windows.values()
         ]
-        return orjson.dumps({"v": RECORD_VERSION, "p": self.partition, "o": dev.offset,
-                             "w": windows})  # fmt: skip
+        derived = dev.derived_cache
+        if derived is None:
+            names = self._spec_names
+            derived = dev.derived_cache = orjson.dumps([
+                [names[idx], w.metric, w.start_ms, w.end_ms, w.unit, w.device_kind,
+                 w.district, w.ward, *w.agg.to_list()]
+                for (idx, _, _), w in dev.partials.items()
+            ])  # fmt: skip
+        record: dict[str, Any] = {"v": RECORD_VERSION, "p": self.partition, "o": dev.offset,
+                                  "w": windows, "d": orjson.Fragment(derived)}  # fmt: skip
+        if dev.hours is not None:
+            record["x"] = dev.hours.to_obj()
+        return orjson.dumps(record)
 
     def partition_record(self) -> bytes:
         """The stored record of the partition (last processed offset and watermark)."""
@@ -273,24 +408,28 @@ class PartitionState:
         records: Iterable[tuple[bytes, bytes]],
         windows: TumblingWindows,
         partitions: int | None = None,
+        specs: Sequence[WindowSpec] = (),
+        gauges: GaugeConfig | None = None,
     ) -> dict[int, PartitionState]:
         """Rebuild the states of every partition found in stored ``(key, value)`` records.
 
         Raises ``StateFormatError`` for a record it cannot read: a corrupt state must stop
-        the worker rather than silently lose or double-count readings.
+        the worker rather than silently lose or double-count readings. Derived windows of a
+        spec that is no longer configured are dropped and counted in ``dropped_partials``.
         """
         states: dict[int, PartitionState] = {}
+        spec_index = {spec.name: i for i, spec in enumerate(specs)}
         for key, value in records:
             try:
                 obj = orjson.loads(value)
-                if obj.get("v") != RECORD_VERSION:
+                if obj.get("v") not in READABLE_VERSIONS:
                     raise ValueError(f"unknown record version {obj.get('v')!r}")
                 p = int(obj["p"])
                 state = states.get(p)
                 if state is None:
-                    state = states[p] = cls(p, windows, partitions)
+                    state = states[p] = cls(p, windows, partitions, specs, gauges=gauges)
                 if key.startswith(PARTITION_KEY_PREFIX):
-                    state.offset = int(obj["o"])
+                    state.offset = state._saved_offset = int(obj["o"])
                     wm = obj["wm"]
                     state.watermark = Watermark(None if wm is None else int(wm))
                     continue
@@ -310,6 +449,26 @@ class PartitionState:
                     dev.windows[(win.metric, win.start_ms)] = win
                     end = win.start_ms + windows.size_ms
                     state._ends.setdefault(end, set()).add(device_id)
+                for item in obj.get("d", ()):
+                    name, metric, start_ms, end_ms, unit, kind, district, ward = item[:8]
+                    idx = spec_index.get(str(name))
+                    if idx is None:
+                        state.dropped_partials += 1
+                        continue
+                    win = OpenWindow(
+                        str(metric),
+                        int(start_ms),
+                        str(unit),
+                        str(kind),
+                        str(district),
+                        str(ward),
+                        Aggregate.from_list(item[8:]),
+                        int(end_ms),
+                    )
+                    dev.partials[(idx, win.metric, win.start_ms)] = win
+                    state._pends.setdefault(win.end_ms, set()).add(device_id)
+                if "x" in obj:
+                    dev.hours = StationHours.from_obj(obj["x"])
                 state.devices[device_id] = dev
             except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as exc:
                 raise StateFormatError(f"unreadable state record {key!r}: {exc}") from exc

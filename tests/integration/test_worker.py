@@ -30,10 +30,10 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,11 @@ from kafka.admin import NewTopic
 
 from connectors.kafka.partitioning import partition_for
 from schemas.deadletter import DeadLetter
+from schemas.indicator_values import SCHEMA as VALUES_SCHEMA
+from schemas.indicator_values import IndicatorValue, decode_value
 from schemas.indicators import WindowResult, decode_indicator, indicator_key
 from schemas.readings import SCHEMA, format_time
+from streams.aqi import daily_aqi
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +62,7 @@ SEED = 20261128
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 180  # only bounds a failing test; nothing is asserted about speed
+ICT = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7 all year
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,9 @@ def _bootstrap() -> str:
 
 
 @pytest.fixture(scope="module")
-def kafka_bootstrap() -> str:
-    """The broker from IOC_KAFKA_BOOTSTRAP; fails (never skips) when it is unreachable."""
+def kafka_bootstrap(stack: dict[str, str]) -> str:
+    """The broker from IOC_KAFKA_BOOTSTRAP (set by the ``stack`` fixture); fails (never skips)
+    when it is unreachable."""
     bootstrap = _bootstrap()
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     try:
@@ -125,19 +130,45 @@ def _reading(device: str, metric: str, at: datetime, value: float) -> dict[str, 
     }
 
 
+def _windows_of(at: datetime) -> list[tuple[str, datetime, datetime]]:
+    """Every window holding a reading at ``at``, by direct date arithmetic: the 1-minute,
+    1-hour, hopping 5 min / 1 min and 15 min / 5 min, and local (UTC+7) calendar-day windows."""
+    minute = at.replace(second=0, microsecond=0)
+    out = [
+        ("reading_stats_1m", minute, minute + timedelta(minutes=1)),
+        (
+            "reading_stats_1h",
+            minute.replace(minute=0),
+            minute.replace(minute=0) + timedelta(hours=1),
+        ),
+    ]
+    for size, hop, name in ((5, 1, "reading_stats_5m_hop1m"), (15, 5, "reading_stats_15m_hop5m")):
+        start = minute.replace(minute=minute.minute - minute.minute % hop)
+        while start + timedelta(minutes=size) > at:
+            out.append((name, start, start + timedelta(minutes=size)))
+            start -= timedelta(minutes=hop)
+    local = at.astimezone(ICT)
+    day = datetime(local.year, local.month, local.day, tzinfo=ICT).astimezone(UTC)
+    out.append(("reading_stats_1d", day, day + timedelta(days=1)))
+    return out
+
+
 def _model(
     per_partition: dict[int, list[list[dict[str, Any]]]],
 ) -> tuple[dict[str, dict[str, Any]], set[bytes]]:
     """Expected closed windows and late readings: an independent model of DESIGN.md's rules
     (per partition, in order: a reading is late when the greatest event time seen before it
-    is >= its window end + grace; a window is closed when that watermark reaches end + grace).
+    is >= its 1-minute window's end + grace; a window is closed when that watermark reaches
+    its end + grace).
     """
     expected: dict[str, dict[str, Any]] = {}
     late: set[bytes] = set()
     grace = timedelta(seconds=GRACE_S)
     for batches in per_partition.values():
         watermark: datetime | None = None
-        windows: dict[tuple[str, str, datetime], list[tuple[datetime, float, dict[str, Any]]]] = {}
+        windows: dict[
+            tuple[str, str, str, datetime, datetime], list[tuple[datetime, float, dict[str, Any]]]
+        ] = {}
         for batch in batches:
             for r in batch:
                 at = datetime.fromisoformat(r["event_time"])
@@ -146,17 +177,18 @@ def _model(
                     late.add(orjson.dumps(r))
                     continue
                 watermark = at if watermark is None else max(watermark, at)
-                windows.setdefault((r["device_id"], r["metric"], start), []).append(
-                    (at, r["value"], r)
-                )
+                for name, w_start, w_end in _windows_of(at):
+                    windows.setdefault(
+                        (name, r["device_id"], r["metric"], w_start, w_end), []
+                    ).append((at, r["value"], r))
         assert watermark is not None
-        for (device, metric, start), items in windows.items():
-            if watermark < start + timedelta(minutes=1) + grace:
+        for (name, device, metric, start, end), items in windows.items():
+            if watermark < end + grace:
                 continue
             values = [v for _, v, _ in items]
             newest = max(at for at, _, _ in items)
             first = items[0][2]
-            expected[indicator_key("reading_stats_1m", device, metric, start)] = {
+            expected[indicator_key(name, device, metric, start)] = {
                 "count": len(values),
                 "mean": statistics.fmean(values),
                 "min": min(values),
@@ -165,7 +197,7 @@ def _model(
                 "stddev": statistics.pstdev(values),
                 "ward": first["ward"],
                 "unit": first["unit"],
-                "window_end": start + timedelta(minutes=1),
+                "window_end": end,
             }
     return expected, late
 
@@ -195,7 +227,17 @@ def dataset() -> Dataset:
         batches.append([_reading(devices[p][-1], "pm25", T0 + timedelta(days=1), 1.0)])
         per_partition[p] = batches
     expected, late = _model(per_partition)
-    assert len(expected) == PARTITIONS * DEVICES_PER_PARTITION * len(METRICS) * MINUTES
+    per_series = Counter(key.split("|")[0] for key in expected)
+    series = PARTITIONS * DEVICES_PER_PARTITION * len(METRICS)
+    # 10 minutes from 08:00Z: 10 one-minute, one 1-hour, 14 5-min (hop 1), 4 15-min (hop 5)
+    # windows and one local day (2026-11-28 in UTC+7) per device and metric
+    assert per_series == {
+        "reading_stats_1m": series * MINUTES,
+        "reading_stats_1h": series,
+        "reading_stats_5m_hop1m": series * 14,
+        "reading_stats_15m_hop5m": series * 4,
+        "reading_stats_1d": series,
+    }, per_series
     assert late, "the seeded data must contain late readings"
 
     messages = {
@@ -249,6 +291,7 @@ class Worker:
             "IOC_WORKER_GRACE_S": str(GRACE_S),
             "IOC_WORKER_DATA_DIR": str(tmp / f"worker-{suffix}"),
             "IOC_WORKER_SESSION_TIMEOUT_S": "10",
+            "IOC_WORKER_IDLE_TICK_S": "0",  # the equality tests need no wall-clock ticks
             "PYTHONPATH": str(REPO),
             **extra_env,
         }
@@ -349,9 +392,30 @@ def _wait_for(collector: Collector, worker: Worker, keys: set[str], minimum: int
     pytest.fail(f"only {len(seen & keys)} of {minimum} windows arrived; log {worker.log}")
 
 
+def _expected_station_aqi(expected: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """Daily VN_AQI per station from the expected day windows (PM 24-hour means); the run is
+    too short for an hourly NowCast (it needs 2 of the last 3 hours)."""
+    days: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for key, want in expected.items():
+        name, device, metric, start = key.split("|")
+        if name == "reading_stats_1d":
+            days[(device, start)][metric] = want["mean"]
+    out = {}
+    for (device, start), means in days.items():
+        result = daily_aqi(means)
+        out[f"vn_aqi_1d|device:{device}|{start}"] = (result.aqi, result.dominant)
+    return out
+
+
 def _check_indicators(messages: list[tuple[bytes, bytes]], expected: dict[str, Any]) -> None:
     got: dict[str, WindowResult] = {}
+    values: dict[str, IndicatorValue] = {}
     for key, value in messages:
+        if orjson.loads(value)["schema"] == VALUES_SCHEMA:
+            derived = decode_value(value)
+            assert derived.key == key.decode()
+            assert values.setdefault(derived.key, derived) == derived
+            continue
         record = decode_indicator(value)
         assert record.key == key.decode()
         previous = got.setdefault(record.key, record)
@@ -370,6 +434,9 @@ def _check_indicators(messages: list[tuple[bytes, bytes]], expected: dict[str, A
             want["unit"],
             want["window_end"],
         )
+    want_aqi = _expected_station_aqi(expected)
+    assert {k: (int(v.value), v.labels["dominant"]) for k, v in values.items()} == want_aqi
+    assert want_aqi
 
 
 def _check_dead_letters(
@@ -399,7 +466,8 @@ def test_uninterrupted_worker_emits_exactly_the_expected_windows(
         assert worker.proc is not None
         assert worker.proc.returncode == 0, worker.log.read_text()[-4000:]
         messages = indicators.drain()
-        assert len(messages) == len(dataset.expected)  # no duplicates without a crash
+        # no duplicates without a crash (plus one daily VN_AQI per station)
+        assert len(messages) == len(dataset.expected) + len(_expected_station_aqi(dataset.expected))
         _check_indicators(messages, dataset.expected)
         _check_dead_letters(deadletters.drain(), dataset, worker.readings)
     finally:
@@ -445,3 +513,30 @@ def test_sigkill_and_restart_gives_the_uninterrupted_result(
             producer.join()
         indicators.close()
         deadletters.close()
+
+
+def test_idle_ticks_close_a_quiet_partitions_windows(
+    kafka_bootstrap: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """No reading follows the last one: the worker's own watermark ticks (appended to the input
+    partition, so a replay sees them too) close the window."""
+    worker = Worker(kafka_bootstrap, tmp_path, IOC_WORKER_IDLE_TICK_S="1")
+    workers.append(worker)
+    device = _devices()[0][0]
+    batch = [_reading(device, "pm25", T0 + timedelta(seconds=s), float(s)) for s in (50, 55, 58)]
+    message = orjson.dumps({"schema": SCHEMA, "readings": batch})
+    _produce(kafka_bootstrap, worker.readings, {0: [message]}, slice(None))
+    indicators = Collector(kafka_bootstrap, worker.indicators)
+    readings = Collector(kafka_bootstrap, worker.readings)
+    key = indicator_key("reading_stats_1m", device, "pm25", T0)
+    try:
+        worker.start()
+        _wait_for(indicators, worker, {key}, 1)
+        record = next(decode_indicator(v) for k, v in indicators.poll() if k.decode() == key)
+        assert (record.count, record.last) == (3, 58.0)
+        ticks = [orjson.loads(v) for _, v in readings.drain()[1:]]
+        assert ticks
+        assert all(t["readings"] == [] and "watermark" in t for t in ticks)
+    finally:
+        indicators.close()
+        readings.close()
