@@ -11,6 +11,11 @@ Guarantees:
   after all its statements succeeded; running ``migrate`` again applies nothing.
 * A recorded migration whose file changed since is reported as an error (checksum
   mismatch), never silently re-applied.
+* ``{{name}}`` placeholders (retention days, see :mod:`connectors.clickhouse.retention`) are
+  filled in when a statement runs; the checksum is of the file as written, so another
+  retention setting is not a changed migration. An unknown placeholder is an error.
+* Statements use only syntax that both chDB (embedded engine) and ClickHouse server 24.8+
+  accept; they run with the target database selected, so table names are unqualified.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from connectors.clickhouse.retention import RetentionSettings
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_PLACEHOLDER = re.compile(r"\{\{([a-z0-9_]+)\}\}")
 
 LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -53,10 +61,25 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
-    def statements(self) -> list[str]:
-        """The file's statements (split on ``;`` at end of line, comments kept)."""
+    def statements(self, values: dict[str, int] | None = None) -> list[str]:
+        """The file's statements (split on ``;`` at end of line, comments kept), with
+        ``{{name}}`` placeholders replaced by ``values`` (default: retention settings)."""
+        values = RetentionSettings().placeholders() if values is None else values
         parts = re.split(r";\s*$", self.sql, flags=re.MULTILINE)
-        return [p.strip() for p in parts if _has_code(p)]
+        where = f"{self.version:04d}_{self.name}"
+        return [render(p.strip(), values, where) for p in parts if _has_code(p)]
+
+
+def render(sql: str, values: dict[str, int], where: object = "") -> str:
+    """``sql`` with every ``{{name}}`` replaced by ``values[name]`` (an int)."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise MigrationError(f"{where}: unknown placeholder {{{{{name}}}}}")
+        return str(int(values[name]))
+
+    return _PLACEHOLDER.sub(sub, sql)
 
 
 def _has_code(text: str) -> bool:
@@ -78,7 +101,7 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
         version = int(match.group(1))
         if version in found:
             raise MigrationError(f"{path}: version {version} is used twice")
-        found[version] = Migration(version, match.group(2), path.read_text())
+        found[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
     return [found[v] for v in sorted(found)]
 
 
@@ -88,7 +111,12 @@ def applied(client: Client) -> dict[int, str]:
     return {int(v): str(c) for v, c in rows}
 
 
-def migrate(client: Client, database: str, directory: Path | None = None) -> list[Migration]:
+def migrate(
+    client: Client,
+    database: str,
+    directory: Path | None = None,
+    retention: RetentionSettings | None = None,
+) -> list[Migration]:
     """Create ``database`` if needed and apply pending migrations; return those applied.
 
     ``client`` must not have a database selected that may not exist yet; statements run
@@ -100,6 +128,7 @@ def migrate(client: Client, database: str, directory: Path | None = None) -> lis
     client.database = database
     client.command(LEDGER)
     done = applied(client)
+    values = (retention or RetentionSettings()).placeholders()
     newly: list[Migration] = []
     for migration in load_migrations(directory):
         if migration.version in done:
@@ -110,7 +139,7 @@ def migrate(client: Client, database: str, directory: Path | None = None) -> lis
                 )
             continue
         log.info("applying migration %04d_%s", migration.version, migration.name)
-        for statement in migration.statements():
+        for statement in migration.statements(values):
             try:
                 client.command(statement)
             except Exception as exc:

@@ -2,17 +2,36 @@
 
 Guarantees (at-least-once delivery made effectively-once by idempotent writes):
 
-* Offsets are committed only after the rows of every message up to them were inserted.
-* Every row carries its message's topic, partition and offset. When a partition is
-  assigned, the sink asks ClickHouse for the highest offset already stored for it and
-  resumes after it, so messages inserted before a crash (but not committed) are not
-  inserted again, and resetting the consumer group to the earliest offset changes nothing.
-* Each insert carries ``insert_deduplication_token = topic/partition/first-last``, so a retry
-  of a batch whose first attempt did reach ClickHouse is dropped by ClickHouse itself.
-* When ClickHouse fails, the batch is retried with exponential backoff and jitter while
-  consumption is paused; memory stays bounded by one batch per partition.
-* A message that cannot become rows (a poison message) goes to ``dead_letters`` with reason
-  ``poison_row`` and the original bytes; it never blocks the partition.
+* **Commit after insert.** The offset after a batch is committed (by the main thread, in
+  order) only when every row of the batch (all its tables, and its poison rows) was inserted.
+* **Deterministic batches.** Before inserting a batch ``[first, last]`` of a topic-partition the
+  sink records that range in ``sink_ledger``. Each insert carries
+  ``insert_deduplication_token = topic/partition/first-last/table`` with
+  ``deduplicate_blocks_in_dependent_materialized_views = 1``, so ClickHouse drops a repeated
+  insert in the table and in every materialized-view target (roll-ups, latest values).
+* **Resume and replay.** When a partition is assigned and its position is at or before the
+  last recorded range (a crash before the commit, a rebalance, a consumer group reset to the
+  earliest offset), the sink seeks to that range's first offset and rebuilds exactly that batch
+  (it closes the batch at the range's last offset whatever the limits say); its inserts carry
+  the same tokens and so add nothing that was already written. Everything before the range was
+  written before the range was recorded, so it is skipped. Resetting the group therefore
+  changes no count.
+* **Backpressure.** Batches are written by one insert thread, in order, while the main
+  thread reads and decodes the next ones; at most ``max_inflight`` batches wait for it.
+  A failed insert is retried with exponential backoff and full jitter (``backoff_initial_s``
+  doubling up to ``backoff_max_s``); while inserts fail or too many batches wait, every
+  assigned partition is paused (the consumer keeps polling, so it stays in its group). Memory
+  stays bounded by one open batch per partition, ``max_inflight`` written ones and one poll.
+  Nothing is dropped: on stop during an outage the sink exits without committing, and the
+  batch is read again next time.
+* **Poison rows.** A message that cannot become rows goes to ``dead_letters`` (reason
+  ``poison_row``, source ``kafka:<topic>``, source id ``<partition>:<offset>``, the original
+  bytes, the message timestamp as time) in the same batch; it never blocks the partition.
+
+Rebalance: the unwritten batch of a revoked partition is dropped (its offsets were not
+committed, so the next owner reads them again). A sink that lost a partition while in a retry
+loop may still finish that insert; the next owner replays the same recorded range with the
+same tokens, so the result is still one copy.
 """
 
 from __future__ import annotations
@@ -21,7 +40,9 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from threading import Event
@@ -29,43 +50,43 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
 
-from connectors.clickhouse.rows import (
-    DEAD_LETTERS,
-    Columns,
-    PoisonMessage,
-    TableSpec,
-    append_message,
-)
+from connectors.clickhouse.batch import Limits, PartitionBatch
+from connectors.clickhouse.rows import Columns, TopicRoute
 from connectors.metrics import Metrics
-from schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
+
+#: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
+INSERT_SETTINGS: Mapping[str, Any] = {
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+
+
+class SinkStopped(Exception):
+    """Raised inside a retry loop when the sink was asked to stop."""
 
 
 @dataclass
 class SinkConfig:
+    """Batching, polling and backoff of the sink (``IOC_SINK_*`` in sink_cli)."""
+
     group_id: str = "iocstream-sink"
-    max_rows: int = 50_000
-    max_bytes: int = 32 * 1024 * 1024
-    max_age_s: float = 1.0
+    limits: Limits = field(default_factory=Limits)
     poll_ms: int = 200
+    max_poll_records: int = 20_000
+    max_inflight: int = 2
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
 
 
 @dataclass
-class Pending:
-    """Rows of one topic-partition not yet inserted."""
-
-    spec: TableSpec
-    cols: Columns
-    first: int = -1
-    last: int = -1
-    rows: int = 0
-    bytes: int = 0
-    since: float = field(default_factory=time.monotonic)
-    poison: list[tuple[int, DeadLetter]] = field(default_factory=list)
+class _InFlight:
+    tp: TopicPartition
+    batch: PartitionBatch
+    future: Future[None]
 
 
 class ClickHouseSink:
@@ -75,175 +96,280 @@ class ClickHouseSink:
         self,
         consumer_factory: Callable[[], KafkaConsumer],
         client: Client,
-        routes: dict[str, TableSpec],
+        routes: Mapping[str, TopicRoute],
         config: SinkConfig | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics
         self.client = client
-        self.routes = routes
+        self.routes = dict(routes)
         self.config = config or SinkConfig()
         self.consumer = consumer_factory()
-        self.pending: dict[TopicPartition, Pending] = {}
+        self.pending: dict[TopicPartition, PartitionBatch] = {}
+        self.replay: dict[TopicPartition, int] = {}
+        self.unchecked: set[TopicPartition] = set()
         self.stop = Event()
+        self.failing = Event()
         self.rows_written = 0
+        self.paused = False
+        self.failing_shown = False
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-insert")
+        self.inflight: deque[_InFlight] = deque()
 
-    # -- resume point -------------------------------------------------------------------
-    def stored_offset(self, tp: TopicPartition) -> int | None:
-        """Highest offset of ``tp`` already in its table, or None."""
-        spec = self.routes[tp.topic]
-        result = self.client.query(
-            f"SELECT max(kafka_offset), count() FROM {spec.table} "  # noqa: S608 - table from code
-            "WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt16}",
-            parameters={"t": tp.topic, "p": tp.partition},
+    # -- ledger -------------------------------------------------------------------------
+    def recorded_range(self, tp: TopicPartition) -> tuple[int, int] | None:
+        """The last offset range recorded for ``tp`` in ``sink_ledger``, or None."""
+        rows = self._retry(
+            "read sink_ledger",
+            lambda: (
+                self.client.query(
+                    "SELECT first_offset, last_offset FROM sink_ledger FINAL "
+                    "WHERE topic = {t:String} AND partition = {p:UInt16}",
+                    parameters={"t": tp.topic, "p": tp.partition},
+                ).result_rows
+            ),
         )
-        top, count = result.result_rows[0]
-        return int(top) if count else None
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
-    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            stored = self.stored_offset(tp)
-            if stored is None:
+    def _record(self, batch: PartitionBatch) -> None:
+        row = [batch.topic, batch.partition, batch.first, batch.last, datetime.now(UTC)]
+        self._retry(
+            "record sink_ledger",
+            lambda: self.client.insert(
+                "sink_ledger",
+                [row],
+                column_names=["topic", "partition", "first_offset", "last_offset", "recorded_at"],
+            ),
+            "sink_ledger",
+        )
+
+    def _check_assigned(self, polled: Mapping[TopicPartition, list[Any]]) -> set[TopicPartition]:
+        """Resume newly assigned partitions at their recorded batch; returns those moved.
+
+        Runs in the main loop (kafka-python forbids blocking calls in rebalance callbacks).
+        ``polled`` are the records the last poll returned: a partition's position is its
+        first polled offset, or else the consumer's position.
+        """
+        moved: set[TopicPartition] = set()
+        assigned = self.consumer.assignment()
+        for tp in sorted(self.unchecked, key=lambda t: (t.topic, t.partition)):
+            if tp not in assigned:
                 continue
-            position = self.consumer.position(tp)
-            if position <= stored:
+            recorded = self.recorded_range(tp)
+            if recorded is None:
+                continue
+            first, last = recorded
+            position = polled[tp][0].offset if polled.get(tp) else self.consumer.position(tp)
+            if position <= last:
                 log.info(
-                    "%s[%d]: offsets up to %d already stored; resuming at %d",
+                    "%s[%d]: position %d is within or before the recorded batch %d-%d; "
+                    "replaying that batch, skipping what precedes it",
                     tp.topic,
                     tp.partition,
-                    stored,
-                    stored + 1,
+                    position,
+                    first,
+                    last,
                 )
-                self.consumer.seek(tp, stored + 1)
+                self.consumer.seek(tp, first)
+                self.replay[tp] = last
+                moved.add(tp)
+        self.unchecked.clear()
+        return moved
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.unchecked.update(assigned)
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
-            if tp in self.pending:
-                self.flush(tp)
+            batch = self.pending.pop(tp, None)
+            if batch is not None and batch.first >= 0:
+                log.info(
+                    "%s[%d]: revoked; dropping unwritten offsets %d-%d (the next owner reads "
+                    "them again)",
+                    tp.topic,
+                    tp.partition,
+                    batch.first,
+                    batch.last,
+                )
+            self.replay.pop(tp, None)
+            self.unchecked.discard(tp)
 
     # -- batching -----------------------------------------------------------------------
-    def add(self, tp: TopicPartition, value: bytes, offset: int) -> None:
-        spec = self.routes[tp.topic]
-        pending = self.pending.get(tp)
-        if pending is None:
-            pending = self.pending[tp] = Pending(spec, spec.empty())
-        try:
-            pending.rows += append_message(
-                spec, pending.cols, value, tp.topic, tp.partition, offset
-            )
-        except PoisonMessage as exc:
+    def add(self, tp: TopicPartition, value: bytes, offset: int, timestamp_ms: int = 0) -> None:
+        """Add one message to ``tp``'s batch (writing the batch first if it must end)."""
+        batch = self.pending.get(tp)
+        close_at = self.replay.get(tp)
+        if batch is not None and batch.close_at is not None and offset > batch.close_at:
+            self.flush(tp)  # the recorded range ended (its last offset is gone): close it
+            batch, close_at = None, self.replay.get(tp)
+        if batch is None:
+            batch = PartitionBatch(tp.topic, tp.partition, self.routes[tp.topic])
+            if close_at is not None and offset <= close_at:
+                batch.close_at = close_at
+            elif close_at is not None:  # the recorded range is gone (retention): nothing to redo
+                self.replay.pop(tp, None)
+            self.pending[tp] = batch
+        reason = batch.add(value or b"", offset, timestamp_ms)
+        if reason is not None:
             log.warning(
                 "%s[%d]@%d: poison message sent to dead_letters: %s",
                 tp.topic,
                 tp.partition,
                 offset,
-                exc,
+                reason,
             )
-            letter = DeadLetter(
-                reason="poison_row",
-                detail=str(exc),
-                source=f"kafka:{tp.topic}",
-                source_id=f"{tp.partition}:{offset}",
-                received_at=datetime.now(UTC),
-                payload=value,
-            )
-            pending.poison.append((offset, letter))
             if self.metrics:
                 self.metrics.dead_letters.labels("sink", "poison_row").inc()
-        if pending.first < 0:
-            pending.first = offset
-        pending.last = offset
-        pending.bytes += len(value)
-
-    def due(self, tp: TopicPartition) -> bool:
-        p = self.pending[tp]
-        return (
-            p.rows >= self.config.max_rows
-            or p.bytes >= self.config.max_bytes
-            or time.monotonic() - p.since >= self.config.max_age_s
-        )
 
     def flush(self, tp: TopicPartition) -> None:
-        """Insert ``tp``'s pending rows (retrying until success or stop) and commit."""
-        p = self.pending.pop(tp)
-        token = f"{tp.topic}/{tp.partition}/{p.first}-{p.last}"
-        if p.rows:
+        """Hand ``tp``'s batch to the insert thread; it is committed once written."""
+        batch = self.pending.pop(tp)
+        if batch.first < 0:
+            return
+        if batch.close_at is not None:
+            self.replay.pop(tp, None)
+        future = self.executor.submit(self._write, batch)
+        self.inflight.append(_InFlight(tp, batch, future))
+
+    def _write(self, batch: PartitionBatch) -> None:
+        """(Insert thread.) Record the range, then insert every table, retrying until done."""
+        if batch.close_at is None:
+            self._record(batch)
+        for table, cols, token in batch.inserts():
             started = time.monotonic()
-            self._insert_with_retry(p.spec.table, p.cols, token)
+            self._insert(table, cols, token)
             if self.metrics:
                 self.metrics.sink_insert_latency.observe(time.monotonic() - started)
-                self.metrics.sink_rows.labels(p.spec.table).inc(p.rows)
-                self.metrics.sink_bytes.labels(p.spec.table).inc(p.bytes)
-                self.metrics.sink_batch_rows.observe(p.rows)
-        if p.poison:
-            cols = DEAD_LETTERS.empty()
-            for offset, letter in p.poison:
-                append_message(DEAD_LETTERS, cols, letter.encode(), tp.topic, tp.partition, offset)
-            self._insert_with_retry(DEAD_LETTERS.table, cols, token + "/poison")
-        self.consumer.commit({tp: OffsetAndMetadata(p.last + 1, "", -1)})
-        self.rows_written += p.rows
+                self.metrics.sink_rows.labels(table).inc(batch.table_rows.get(table, 0))
+                self.metrics.sink_bytes.labels(table).inc(batch.table_bytes.get(table, 0))
+                self.metrics.sink_batch_rows.observe(batch.table_rows.get(table, 0))
+                self.metrics.sink_batch_bytes.observe(batch.table_bytes.get(table, 0))
+
+    def _reap(self, block: bool = False) -> None:
+        """Commit written batches in order (all in-flight ones if ``block``)."""
+        while self.inflight and (block or self.inflight[0].future.done()):
+            item = self.inflight.popleft()
+            item.future.result()  # SinkStopped if stopped while ClickHouse was failing
+            self._commit(item.tp, item.batch)
+
+    def _commit(self, tp: TopicPartition, batch: PartitionBatch) -> None:
+        self.rows_written += batch.rows
         log.debug(
-            "%s[%d]: inserted %d rows (offsets %d-%d) into %s",
+            "%s[%d]: wrote %d rows (offsets %d-%d%s)",
             tp.topic,
             tp.partition,
-            p.rows,
-            p.first,
-            p.last,
-            p.spec.table,
+            batch.rows,
+            batch.first,
+            batch.last,
+            ", replayed" if batch.close_at is not None else "",
         )
+        if tp not in self.consumer.assignment():
+            return  # revoked meanwhile: the next owner replays the recorded range
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(batch.last + 1, "", -1)})
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning(
+                "%s[%d]: commit of %d failed (%s); the batch is written and will be replayed "
+                "idempotently",
+                tp.topic,
+                tp.partition,
+                batch.last + 1,
+                exc,
+            )
 
-    def _insert_with_retry(self, table: str, cols: Columns, token: str) -> None:
-        delay = self.config.backoff_initial_s
+    def _insert(self, table: str, cols: Columns, token: str) -> None:
         names = list(cols)
         data = [cols[n] for n in names]
-        paused = False
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+        self._retry(
+            f"insert into {table}",
+            lambda: self.client.insert(
+                table, data, column_names=names, column_oriented=True, settings=settings
+            ),
+            table,
+        )
+
+    def _retry(self, what: str, call: Callable[[], Any], table: str = "") -> Any:
+        """``call()`` until it succeeds; exponential backoff with full jitter meanwhile.
+
+        While it fails, ``failing`` is set and the main loop keeps consumption paused.
+        Raises :class:`SinkStopped` if the sink is stopped before the call succeeded.
+        """
+        delay = self.config.backoff_initial_s
         while True:
             try:
-                self.client.insert(
-                    table,
-                    data,
-                    column_names=names,
-                    column_oriented=True,
-                    settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
-                )
-                break
-            except Exception as exc:  # noqa: BLE001 - every failure is retried with backoff
-                if self.metrics:
+                result = call()
+            except Exception as exc:
+                self.failing.set()
+                if self.metrics and table:
                     self.metrics.sink_retries.labels(table).inc()
-                if not paused:
-                    self.consumer.pause(*self.consumer.assignment())
-                    paused = True
-                    if self.metrics:
-                        self.metrics.sink_paused.set(1)
-                wait = min(delay, self.config.backoff_max_s) * random.uniform(0.5, 1.0)
-                log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, wait)
-                deadline = time.monotonic() + wait
-                while time.monotonic() < deadline:
-                    self.consumer.poll(timeout_ms=100)  # keeps group membership while paused
-                delay *= 2
-        if paused:
-            self.consumer.resume(*self.consumer.assignment())
-            if self.metrics:
-                self.metrics.sink_paused.set(0)
+                pause_s = random.uniform(0, delay)
+                log.warning("%s failed (%s); retrying in %.2fs", what, exc, pause_s)
+                if self.stop.wait(pause_s):
+                    raise SinkStopped from exc
+                delay = min(delay * 2, self.config.backoff_max_s)
+            else:
+                self.failing.clear()
+                return result
+
+    def _throttle(self) -> None:
+        """Pause every partition while ClickHouse fails or too many batches are in flight.
+
+        Only a pause because ClickHouse fails shows in ``iocstream_sink_paused`` and
+        ``iocstream_sink_pauses_total``; waiting for the insert thread is ordinary flow control.
+        """
+        failing = self.failing.is_set()
+        wanted = failing or len(self.inflight) >= self.config.max_inflight
+        assigned = self.consumer.assignment()
+        if wanted:
+            self.consumer.pause(*assigned)  # again each time: covers newly assigned ones
+            self.paused = True
+        elif self.paused:
+            self.consumer.resume(*assigned)
+            self.paused = False
+        if self.metrics and failing != self.failing_shown:
+            self.metrics.sink_paused.set(1 if failing else 0)
+            if failing:
+                self.metrics.sink_pauses.inc()
+        self.failing_shown = failing
 
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> None:
-        listener = _Listener(self)
-        self.consumer.subscribe(list(self.routes), listener=listener)
-        log.info(
-            "sink consuming %s", ", ".join(f"{t} -> {s.table}" for t, s in self.routes.items())
-        )
+        """Consume until ``stop`` is set; then write what is pending (unless ClickHouse is
+        down) and leave the group."""
+        self.consumer.subscribe(list(self.routes), listener=_Listener(self))
+        log.info("sink consuming %s", ", ".join(self.routes))
+        limits = self.config.limits
         try:
             while not self.stop.is_set():
-                records = self.consumer.poll(timeout_ms=self.config.poll_ms, max_records=20_000)
+                self._reap()
+                self._throttle()
+                if self.paused and self.inflight:
+                    wait([self.inflight[0].future], timeout=self.config.poll_ms / 1000)
+                    timeout_ms = 0
+                else:
+                    timeout_ms = self.config.poll_ms
+                records = self.consumer.poll(
+                    timeout_ms=timeout_ms, max_records=self.config.max_poll_records
+                )
+                if self.unchecked:
+                    self._reap(block=True)  # the ledger must show every range handed out
+                    moved = self._check_assigned(records)
+                    records = {tp: m for tp, m in records.items() if tp not in moved}
                 for tp, messages in records.items():
                     for m in messages:
-                        self.add(tp, m.value, m.offset)
-                for tp in [tp for tp in self.pending if self.due(tp)]:
+                        self.add(tp, m.value, m.offset, m.timestamp)
+                now = time.monotonic()
+                for tp in [tp for tp, b in self.pending.items() if b.due(limits, now)]:
                     self.flush(tp)
             for tp in list(self.pending):
                 self.flush(tp)
+            self._reap(block=True)
+        except SinkStopped:
+            log.warning("stopped while ClickHouse was failing; unwritten batches not committed")
         finally:
+            self.stop.set()
+            self.executor.shutdown(wait=True, cancel_futures=True)
             self.consumer.close(autocommit=False)
             log.info("sink stopped after writing %d rows", self.rows_written)
 

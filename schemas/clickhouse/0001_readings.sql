@@ -1,6 +1,11 @@
 -- Raw sensor readings, one row per reading, ordered for per-device time-series reads.
--- kafka_topic/partition/offset record where each row came from: the sink uses them to resume
--- exactly after the last inserted message, so a replay never doubles a row.
+-- Codecs: DoubleDelta on times (monotonic per device and metric in the sort order), Gorilla on
+-- values (slowly varying floats), ZSTD behind both; LowCardinality for ids and names.
+-- kafka_topic/partition/offset record where each row came from (audit; replays are dropped by
+-- the sink's ledger and insert_deduplication_token, see connectors/clickhouse/sink.py).
+-- TTL: {{readings_ttl_days}} days (IOC_RETENTION_READINGS_DAYS, default 90; change an existing
+-- table with `iocstream db ttl`). non_replicated_deduplication_window keeps the tokens of the
+-- last 10,000 inserts so that a retried insert is dropped.
 CREATE TABLE IF NOT EXISTS readings (
     device_id LowCardinality(String),
     device_kind LowCardinality(String),
@@ -15,9 +20,9 @@ CREATE TABLE IF NOT EXISTS readings (
     source String CODEC(ZSTD(1)),
     kafka_topic LowCardinality(String),
     kafka_partition UInt16,
-    kafka_offset UInt64 CODEC(DoubleDelta, ZSTD(1))
+    kafka_offset UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (device_id, metric, event_time)
-TTL toDateTime(event_time) + INTERVAL 90 DAY
-SETTINGS non_replicated_deduplication_window = 10000;
+TTL toDateTime(event_time) + INTERVAL {{readings_ttl_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1;

@@ -46,6 +46,7 @@ def ephemeral_stack(
     from connectors.clickhouse.migrate import migrate
     from connectors.kafka.admin import ensure_topics, platform_topics
     from connectors.settings import ClickHouseSettings, KafkaSettings, TopicSettings
+    from streams.cli.db import load_dimensions
     from streams.stack.stack import Stack
 
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
@@ -58,6 +59,7 @@ def ephemeral_stack(
         ensure_topics(KafkaSettings(), platform_topics(TopicSettings()))
         ch = ClickHouseSettings()
         migrate(connect(ch, database=None), ch.database)
+        load_dimensions(connect(ch))  # devices and flood levels for the views
         yield env
     finally:
         stack.down()

@@ -1,0 +1,132 @@
+"""The sink's batches: per topic-partition, split by table, bounded, with stable tokens (pure).
+
+A :class:`PartitionBatch` collects consecutive messages ``[first, last]`` of one
+topic-partition. Each message becomes rows of one table (or a poison row); rows are kept
+column-wise per table. A batch is *due* when it holds ``max_rows`` rows or ``max_bytes``
+message bytes or is ``max_age_s`` old, or when it reaches the end of a range being replayed
+(see :attr:`PartitionBatch.close_at`).
+
+Guarantees:
+
+* :func:`dedup_token` depends only on topic, partition, offset range and table, so a batch
+  rebuilt from the same messages carries the same tokens; ClickHouse drops an insert whose
+  token it has seen (within the table's ``non_replicated_deduplication_window``).
+* Poison rows are built from the message alone (the dead-letter time is the Kafka message
+  timestamp), so they too are identical on a rebuild.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from connectors.clickhouse.rows import (
+    DEAD_LETTERS,
+    Columns,
+    PoisonMessage,
+    TableSpec,
+    TopicRoute,
+    append_message,
+)
+from schemas.deadletter import DeadLetter
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a batch is due: rows, message bytes, age in seconds."""
+
+    max_rows: int = 50_000
+    max_bytes: int = 32 * 1024 * 1024
+    max_age_s: float = 1.0
+
+
+def dedup_token(topic: str, partition: int, first: int, last: int, table: str) -> str:
+    """``"{topic}/{partition}/{first}-{last}/{table}"``: the insert_deduplication_token."""
+    return f"{topic}/{partition}/{first}-{last}/{table}"
+
+
+def poison_letter(
+    topic: str, partition: int, offset: int, value: bytes, reason: str, timestamp_ms: int
+) -> DeadLetter:
+    """The dead letter of a message the sink cannot turn into rows."""
+    return DeadLetter(
+        reason="poison_row",
+        detail=reason,
+        source=f"kafka:{topic}",
+        source_id=f"{partition}:{offset}",
+        received_at=datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, UTC),
+        payload=value,
+    )
+
+
+@dataclass
+class PartitionBatch:
+    """Messages ``[first, last]`` of one topic-partition, as rows per table."""
+
+    topic: str
+    partition: int
+    route: TopicRoute
+    started: float = field(default_factory=time.monotonic)
+    first: int = -1
+    last: int = -1
+    rows: int = 0
+    """Rows in every table (poison rows included)."""
+    size: int = 0
+    """Message bytes (values)."""
+    poison: int = 0
+    tables: dict[str, tuple[TableSpec, Columns]] = field(default_factory=dict)
+    table_rows: dict[str, int] = field(default_factory=dict)
+    table_bytes: dict[str, int] = field(default_factory=dict)
+    close_at: int | None = None
+    """While replaying a recorded range: its last offset (the batch must end exactly there)."""
+
+    def add(self, value: bytes, offset: int, timestamp_ms: int = 0) -> str | None:
+        """Add one message; returns the poison reason if it became a dead letter instead."""
+        reason: str | None = None
+        try:
+            spec = self.route.spec_for(value)
+            n = append_message(spec, self._columns(spec), value, self.topic, self.partition, offset)
+        except PoisonMessage as exc:
+            reason = str(exc)
+            letter = poison_letter(self.topic, self.partition, offset, value, reason, timestamp_ms)
+            spec = DEAD_LETTERS
+            n = append_message(
+                spec, self._columns(spec), letter.encode(), self.topic, self.partition, offset
+            )
+            self.poison += 1
+        self.rows += n
+        self.table_rows[spec.table] = self.table_rows.get(spec.table, 0) + n
+        self.table_bytes[spec.table] = self.table_bytes.get(spec.table, 0) + len(value)
+        if self.first < 0:
+            self.first = offset
+        self.last = offset
+        self.size += len(value)
+        return reason
+
+    def _columns(self, spec: TableSpec) -> Columns:
+        entry = self.tables.get(spec.table)
+        if entry is None:
+            entry = self.tables[spec.table] = (spec, spec.empty())
+        return entry[1]
+
+    def due(self, limits: Limits, now: float | None = None) -> bool:
+        """Whether the batch should be written now."""
+        if self.close_at is not None:
+            return self.last >= self.close_at
+        now = time.monotonic() if now is None else now
+        return (
+            self.rows >= limits.max_rows
+            or self.size >= limits.max_bytes
+            or now - self.started >= limits.max_age_s
+        )
+
+    def inserts(self) -> list[tuple[str, Columns, str]]:
+        """``(table, columns, token)`` of every non-empty table, in a fixed (name) order."""
+        out = []
+        for table in sorted(self.tables):
+            _spec, cols = self.tables[table]
+            if cols["kafka_offset"]:
+                token = dedup_token(self.topic, self.partition, self.first, self.last, table)
+                out.append((table, cols, token))
+        return out
