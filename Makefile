@@ -21,13 +21,18 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the virtual environment with the package and dev tools
 
 .PHONY: install
-install: venv ## install everything: Python packages, Mosquitto (apt), Kafka jars (Maven)
+install: venv ## install everything: Python packages, Mosquitto and Chromium (apt), Kafka jars (Maven)
 	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing mosquitto with apt-get"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	    systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
 	  else echo "mosquitto is missing: run 'sudo apt-get install mosquitto'"; exit 1; fi; fi
+	@if ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver with apt-get (browser test of the alert feed)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromedriver is missing: run 'sudo apt-get install chromium chromium-driver'"; exit 1; fi; fi
 	$(PY) -c "from streams.stack.kafka import fetch_jars; from streams.stack.settings import StackSettings; print('kafka jars in', fetch_jars(StackSettings()))"
 
 .PHONY: run
