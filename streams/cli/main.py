@@ -16,13 +16,24 @@ from collections.abc import Callable, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("streams.cli.up:run", "run the whole platform locally and show live indicators"),
     "stack": ("streams.cli.stack:run", "start, stop or inspect Kafka, Mosquitto and ClickHouse"),
-    "kafka": ("streams.cli.kafka:run", "create the platform's Kafka topics"),
+    "kafka": ("streams.cli.kafka:run", "create and check the platform's Kafka topics (kafka init)"),
     "db": ("streams.cli.db:run", "ClickHouse schema migrations and queries"),
     "clickhouse": ("streams.cli.clickhouse:run", "serve the embedded ClickHouse over HTTP"),
     "simulate": ("connectors.simulator.cli:run_simulate", "publish simulated city readings"),
     "bridge": ("connectors.bridge.cli:run", "MQTT -> Kafka bridge"),
     "worker": ("streams.worker:run_worker", "stream worker computing rolling indicators"),
     "sink": ("connectors.clickhouse.sink_cli:run", "Kafka -> ClickHouse sink"),
+    "alerter": (
+        "streams.alerting.cli:run",
+        "evaluate alert rules on the live streams -> ioc.alerts",
+    ),
+    "alerts": (
+        "streams.alerting.alerts_cli:run",
+        "list/tail alerts; ack, assign, resolve, silence",
+    ),
+    "notifier": ("connectors.notify.cli:run", "send alert notifications (webhook, e-mail, chat)"),
+    "web": ("streams.web.cli:run", "serve the live alert feed page for operators"),
+    "silence": ("connectors.notify.cli:run_silence", "add, list and expire notification silences"),
     "bench": ("streams.bench.runner:run", "run the benchmarks and print ratios to baselines"),
     "ingest": ("connectors.ingest.cli:run", "validate city-system CloudEvents into ioc.events"),
     "simulate-events": (

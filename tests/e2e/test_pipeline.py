@@ -50,6 +50,8 @@ def pipeline_env(stack: dict[str, str], unique: str, tmp_path: Path) -> dict[str
         "IOC_MQTT_CLIENT_ID": f"bridge-{unique}",
         "IOC_WORKER_APP_ID": f"worker-{unique}",
         "IOC_WORKER_GRACE_S": str(GRACE_S),
+        # No idle ticks: only the readings themselves close windows, so the set is exact.
+        "IOC_WORKER_IDLE_TICK_S": "0",
         "IOC_WORKER_DATA_DIR": str(tmp_path / "worker"),
     }
     partitions = int(env.get("IOC_TOPIC_PARTITIONS", "4"))
@@ -129,6 +131,9 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
                 "400",
                 "--malformed",
                 "1",
+                # No retained online/offline: the shared broker must not keep state that
+                # later tests' bridges would receive.
+                "--no-status",
             ],
             env=env,
             capture_output=True,
@@ -146,7 +151,7 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
                 assert p.poll() is None, f"{p.args} exited; see logs in {tmp_path}"
             rows = client.query(
                 "SELECT device_id, metric, window_start, count, mean, min, max "
-                "FROM indicator_windows FINAL"
+                "FROM indicator_windows FINAL WHERE indicator = 'reading_stats_1m'"
             ).result_rows
             if len(rows) >= len(expected):
                 break
