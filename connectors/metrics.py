@@ -120,6 +120,19 @@ class Metrics:
         self.worker_late = Counter(
             p + "worker_late_readings_total", "readings after their window closed", registry=r
         )
+        # alerter and notifier
+        self.alert_events = Counter(
+            p + "alert_events_total",
+            "alert state changes published to ioc.alerts",
+            ["kind"],
+            registry=r,
+        )
+        self.notification_attempts = Counter(
+            p + "notification_attempts_total",
+            "notification delivery attempts",
+            ["receiver_type", "outcome"],
+            registry=r,
+        )
         # every Kafka consumer of the platform (sink, worker, alerter, notifier, web)
         self.consumer_lag = Gauge(
             p + "consumer_lag_records",

@@ -32,6 +32,9 @@ class WorkerSettings(BaseSettings):
         None, description="Faust's local directory (default <IOC_DATA_DIR>/worker)"
     )
     web_port: int = Field(0, ge=0, le=65535, description="Faust web server port; 0 = off")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics port (9403 in deployments); 0 = off"
+    )
     commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
     session_timeout_s: float = Field(
         30.0, ge=6, description="consumer group session timeout (failover after a crash)"

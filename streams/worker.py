@@ -34,6 +34,7 @@ import logging
 import sys
 from pathlib import Path
 
+from connectors.metrics import Metrics, serve
 from connectors.settings import KafkaSettings, TopicSettings
 from streams.app import WorkerSettings, create_app
 from streams.gauge_levels import GaugeConfig, thresholds_by_device
@@ -71,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         "--web-port",
         type=int,
         help="serve Faust's web interface on 127.0.0.1:PORT; 0 = off (IOC_WORKER_WEB_PORT)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on IOC_METRICS_HOST:PORT; 0 = off "
+        "(IOC_WORKER_METRICS_PORT, default 0; deployments use 9403)",
     )
     parser.add_argument(
         "--data-dir",
@@ -156,6 +163,7 @@ def run_worker(argv: list[str] | None = None) -> int:
             ("app_id", args.app_id),
             ("grace_s", args.grace),
             ("web_port", args.web_port),
+            ("metrics_port", args.metrics_port),
             ("data_dir", args.data_dir),
         )
         if value is not None
@@ -173,6 +181,12 @@ def run_worker(argv: list[str] | None = None) -> int:
 
     from streams.agents.readings import ReadingWindowsAgent
 
+    metrics = Metrics()
+    try:
+        serve(settings.metrics_port)
+    except OSError as exc:
+        log.error("worker cannot serve /metrics on port %d: %s", settings.metrics_port, exc)
+        return 2
     windows = TumblingWindows(MINUTE_MS, round(settings.grace_s * 1000))
     app = create_app(settings, kafka, partitions=partitions, replicas=topics.replication_factor)
     ReadingWindowsAgent(
@@ -185,6 +199,7 @@ def run_worker(argv: list[str] | None = None) -> int:
         checkpoint_interval_s=settings.checkpoint_interval_s,
         idle_tick_s=settings.idle_tick_s,
         gauges=gauges,
+        metrics=metrics,
     )
     log.info(
         "worker %s starting: %s (%d partitions) -> %s, dead letters -> %s, grace %.1f s, "

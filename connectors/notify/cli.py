@@ -20,6 +20,7 @@ import sys
 from datetime import UTC, datetime
 
 from connectors.kafka.admin import TopicSpec, ensure_topics
+from connectors.metrics import Metrics, serve
 from connectors.notify.labels import parse_duration
 from connectors.notify.silences import Silence, decode_silence, encode_silence
 from connectors.settings import KafkaSettings, TopicSettings
@@ -82,8 +83,19 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - any Kafka problem means: cannot start
         log.error("notifier cannot start: %s", exc)
         return 2
+    metrics = Metrics()
+    try:
+        serve(settings.metrics_port)
+    except OSError as exc:
+        log.error("notifier cannot serve /metrics on port %d: %s", settings.metrics_port, exc)
+        return 2
     notifier = Notifier(
-        config, settings, kafka, TopicSettings().alerts, lambda session: Senders(secrets, session)
+        config,
+        settings,
+        kafka,
+        TopicSettings().alerts,
+        lambda session: Senders(secrets, session),
+        metrics=metrics,
     )
     log.info(
         "notifier starting: %s, %d receivers, alerts from %s, silences %s, log %s",

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.metrics import Metrics
 from connectors.notify.config import NotifyConfig
 from connectors.notify.dispatch import Delivered, Dispatcher, Notification
 from connectors.notify.senders import Attempt, Senders
@@ -61,6 +62,9 @@ class NotifierSettings(BaseSettings):
     routes: str | None = Field(None, description="routing file (default deploy/alerts/routes.yaml)")
     silences_topic: str = "ioc.alert-silences"
     log_topic: str = Field("ioc.notifications", description="delivery attempts (audit)")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics port (9406 in deployments); 0 = off"
+    )
     evaluate_interval_s: float = Field(1.0, gt=0)
     backoff_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
@@ -138,7 +142,9 @@ class Notifier:
         kafka: KafkaSettings,
         alerts_topic: str,
         senders_factory: Callable[[aiohttp.ClientSession], Senders],
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.config = config
         self.settings = settings
         self.kafka = kafka
@@ -257,6 +263,8 @@ class Notifier:
             last = number == receiver.max_attempts or not result.retryable
             outcome = "delivered" if result.ok else ("gave_up" if last else "failed")
             value = attempt_record(n, receiver.type, number, result, outcome)
+            if self.metrics is not None:
+                self.metrics.notification_attempts.labels(receiver.type, outcome).inc()
             await producer.send_and_wait(
                 self.settings.log_topic, value, key=n.idempotency_key.encode()
             )

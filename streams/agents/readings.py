@@ -94,6 +94,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.metrics import Metrics
 from connectors.settings import TopicSettings
 from schemas.deadletter import DeadLetter
 from schemas.indicator_values import encode_value
@@ -147,8 +148,10 @@ class ReadingWindowsAgent:
         checkpoint_interval_s: float = 2.0,
         idle_tick_s: float = 0.0,
         gauges: GaugeConfig | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.windows = windows
         self.specs = tuple(specs)
         self.gauges = gauges
@@ -387,6 +390,12 @@ class ReadingWindowsAgent:
         self.stats.late += late
         self.stats.rejected += len(outcome.rejected) - late
         self.stats.malformed += 1 if malformed else 0
+        if self.metrics is not None:
+            self.metrics.worker_readings.inc(outcome.accepted)
+            self.metrics.worker_windows_closed.inc(len(outcome.results))
+            self.metrics.worker_late.inc(late)
+            for letter in letters:
+                self.metrics.dead_letters.labels("worker", letter.reason).inc()
         if outcome.results:
             log.debug(
                 "partition %d offset %d: closed %d windows ending up to %s",

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.metrics import Metrics
 from connectors.registry import Registry
 from connectors.settings import TopicSettings
 from schemas.alerts import AlertFormatError, decode_action, encode_event
@@ -85,8 +86,10 @@ class AlerterAgents:
         tick_interval_s: float = 5.0,
         tick_hold_s: float = 30.0,
         stats_interval_s: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.rules = rules
         self.partitions = partitions
         self.builder = ObservationBuilder(registry)
@@ -269,6 +272,9 @@ class AlerterAgents:
             await self.alerts.send(key=e.fingerprint.encode(), value=encode_event(e), force=True)
             for e in outcome.events
         ]
+        if self.metrics is not None:
+            for e in outcome.events:
+                self.metrics.alert_events.labels(e.kind).inc()
         if sends:
             await asyncio.gather(*sends)  # events durable before the state that follows them
         for e in outcome.events:

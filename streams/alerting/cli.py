@@ -42,6 +42,9 @@ class AlerterSettings(BaseSettings):
     )
     data_dir: Path | None = Field(None, description="Faust's directory (<IOC_DATA_DIR>/alerter)")
     web_port: int = Field(0, ge=0, le=65535, description="Faust web port; 0 = off")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics port (9405 in deployments); 0 = off"
+    )
     commit_interval_s: float = Field(1.0, gt=0)
     session_timeout_s: float = Field(30.0, ge=6)
     stats_interval_s: float = Field(30.0, gt=0)
@@ -189,6 +192,14 @@ def _run_app(
     except (ValueError, KafkaError) as exc:
         log.error("alerter cannot start: %s", exc)
         return 2
+    from connectors.metrics import Metrics, serve
+
+    metrics = Metrics()
+    try:
+        serve(settings.metrics_port)
+    except OSError as exc:
+        log.error("alerter cannot serve /metrics on port %d: %s", settings.metrics_port, exc)
+        return 2
     app = create_app(
         worker_settings, kafka, partitions=partitions, replicas=topics.replication_factor
     )
@@ -198,6 +209,7 @@ def _run_app(
         rules,
         partitions=partitions,
         registry=registry,
+        metrics=metrics,
         tick_interval_s=settings.tick_interval_s,
         tick_hold_s=settings.tick_hold_s,
         stats_interval_s=settings.stats_interval_s,

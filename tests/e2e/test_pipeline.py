@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +70,26 @@ def pipeline_env(stack: dict[str, str], unique: str, tmp_path: Path) -> dict[str
     return env
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Unlabelled samples of a process's Prometheus ``/metrics``."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
 def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     with (logs / f"{name}.log").open("wb") as out:
         return subprocess.Popen(
@@ -104,9 +126,10 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
     expected = _expected(start)
     assert len(expected) == DEVICES * len(METRICS) * 4  # windows of minutes 0-3 close
 
+    metrics_port = _free_port()
     procs = [
         _spawn("bridge", ["bridge", "--metrics-port", "0"], env, tmp_path),
-        _spawn("worker", ["worker"], env, tmp_path),
+        _spawn("worker", ["worker", "--metrics-port", str(metrics_port)], env, tmp_path),
         _spawn("sink", ["sink", "--max-age", "0.5", "--metrics-port", "0"], env, tmp_path),
     ]
     try:
@@ -169,6 +192,9 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
 
         readings = client.query("SELECT count() FROM readings").result_rows[0][0]
         assert readings == DEVICES * PER_DEVICE * len(METRICS)
+        scraped = _scrape(metrics_port)
+        assert scraped["iocstream_worker_readings_total"] == readings
+        assert scraped["iocstream_worker_windows_closed_total"] >= len(expected)
 
         consumer = KafkaConsumer(
             env["IOC_TOPIC_DEADLETTER"],
