@@ -32,6 +32,12 @@ class WorkerSettings(BaseSettings):
         None, description="Faust's local directory (default <IOC_DATA_DIR>/worker)"
     )
     web_port: int = Field(0, ge=0, le=65535, description="Faust web server port; 0 = off")
+    standby_replicas: int = Field(
+        1,
+        ge=0,
+        description="standby copies of each table partition kept warm on other workers "
+        "(faster failover, more memory and changelog reads)",
+    )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Prometheus /metrics port (9403 in deployments); 0 = off"
     )
@@ -112,6 +118,7 @@ def create_app(
         "topic_partitions": partitions,
         "topic_replication_factor": replicas,
         "consumer_auto_offset_reset": "earliest",
+        "table_standby_replicas": settings.standby_replicas,
         "producer_acks": -1,
         # a checkpoint writes one record per changed device at once: batch them into few
         # requests instead of one request per record
