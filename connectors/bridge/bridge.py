@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,6 +115,10 @@ class Bridge:
         self.topics = topics
         self.registry = registry
         self.limits = limits
+        if metrics:
+            # every registered district starts at 0, so "no readings from a district" can fire
+            for district in {d.district for d in registry}:
+                metrics.district_readings.labels(district).inc(0)
         self.config = config or BridgeConfig()
         self.clock = clock
         self.stop = Event()
@@ -317,6 +322,9 @@ class Bridge:
         if self.metrics:
             self.metrics.bridge_readings.inc(len(batch.objects))
             self.metrics.bridge_batch_size.observe(len(batch.objects))
+            per_district = Counter(str(o.get("district", "")) for o in batch.objects)
+            for district, n in per_district.items():
+                self.metrics.district_readings.labels(district).inc(n)
 
     def _dead_letter(self, seq: int, dead: DeadLetter, topic: str) -> None:
         self.tracker.expect(seq)

@@ -58,6 +58,8 @@ from connectors.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
+
 #: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
 INSERT_SETTINGS: Mapping[str, Any] = {
     "insert_deduplicate": 1,
@@ -111,6 +113,8 @@ class ClickHouseSink:
         self.stop = Event()
         self.failing = Event()
         self.rows_written = 0
+        self._next_seen: dict[TopicPartition, int] = {}  # next offset after the last polled
+        self._lag_reported = 0.0
         self.paused = False
         self.failing_shown = False
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-insert")
@@ -181,6 +185,7 @@ class ClickHouseSink:
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
+            self._next_seen.pop(tp, None)
             batch = self.pending.pop(tp, None)
             if batch is not None and batch.first >= 0:
                 log.info(
@@ -359,7 +364,11 @@ class ClickHouseSink:
                 for tp, messages in records.items():
                     for m in messages:
                         self.add(tp, m.value, m.offset, m.timestamp)
+                    if messages:
+                        self._next_seen[tp] = messages[-1].offset + 1
                 now = time.monotonic()
+                if now - self._lag_reported >= LAG_REPORT_S:
+                    self._report_lag(now)
                 for tp in [tp for tp, b in self.pending.items() if b.due(limits, now)]:
                     self.flush(tp)
             for tp in list(self.pending):
@@ -372,6 +381,22 @@ class ClickHouseSink:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.consumer.close(autocommit=False)
             log.info("sink stopped after writing %d rows", self.rows_written)
+
+    def _report_lag(self, now: float) -> None:
+        """Set ``iocstream_consumer_lag_records{component="sink"}`` per topic: the broker's
+        end offset (as of the last fetch) minus the next offset received, summed over the
+        assigned partitions. Never blocks: partitions without a fetch yet are left out."""
+        self._lag_reported = now
+        if self.metrics is None:
+            return
+        lag: dict[str, int] = {}
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            seen = self._next_seen.get(tp)
+            if end is not None and seen is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - seen)
+        for topic, records in lag.items():
+            self.metrics.consumer_lag.labels("sink", topic).set(records)
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:

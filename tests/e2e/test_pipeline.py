@@ -78,13 +78,13 @@ def _free_port() -> int:
 
 
 def _scrape(port: int) -> dict[str, float]:
-    """Unlabelled samples of a process's Prometheus ``/metrics``."""
+    """The samples of a process's Prometheus ``/metrics``, by name with labels."""
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:
         text = resp.read().decode()
     samples: dict[str, float] = {}
     for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
+        if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
@@ -126,11 +126,13 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
     expected = _expected(start)
     assert len(expected) == DEVICES * len(METRICS) * 4  # windows of minutes 0-3 close
 
-    metrics_port = _free_port()
+    metrics_port, bridge_port, sink_port = _free_port(), _free_port(), _free_port()
     procs = [
-        _spawn("bridge", ["bridge", "--metrics-port", "0"], env, tmp_path),
+        _spawn("bridge", ["bridge", "--metrics-port", str(bridge_port)], env, tmp_path),
         _spawn("worker", ["worker", "--metrics-port", str(metrics_port)], env, tmp_path),
-        _spawn("sink", ["sink", "--max-age", "0.5", "--metrics-port", "0"], env, tmp_path),
+        _spawn(
+            "sink", ["sink", "--max-age", "0.5", "--metrics-port", str(sink_port)], env, tmp_path
+        ),
     ]
     try:
         time.sleep(3)  # let the bridge subscribe before publishing
@@ -195,6 +197,17 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
         scraped = _scrape(metrics_port)
         assert scraped["iocstream_worker_readings_total"] == readings
         assert scraped["iocstream_worker_windows_closed_total"] >= len(expected)
+        readings_topic = env["IOC_TOPIC_READINGS"]
+        lag = f'iocstream_consumer_lag_records{{component="sink",topic="{readings_topic}"}}'
+        deadline = time.monotonic() + 30  # the gauge is refreshed every few seconds
+        while _scrape(sink_port).get(lag) != 0.0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _scrape(sink_port)[lag] == 0.0
+        bridge = _scrape(bridge_port)
+        districts = {d.district for d in default_devices(DEVICES)}
+        assert sum(
+            bridge[f'iocstream_district_readings_total{{district="{d}"}}'] for d in districts
+        ) == DEVICES * PER_DEVICE * len(METRICS)
 
         consumer = KafkaConsumer(
             env["IOC_TOPIC_DEADLETTER"],
