@@ -94,6 +94,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.types import TP
+
 from connectors.metrics import Metrics
 from connectors.settings import TopicSettings
 from schemas.deadletter import DeadLetter
@@ -107,6 +109,8 @@ from streams.window_specs import WindowSpec
 from streams.windows import TumblingWindows
 
 log = logging.getLogger(__name__)
+
+LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
 
 TABLE_NAME = "reading-windows-1m"
 IDLE_CHECKPOINT_S = 1.0  # an idle input is checkpointed this soon after the last checkpoint
@@ -183,6 +187,8 @@ class ReadingWindowsAgent:
         app.agent(self.readings, name="reading-windows")(self.process)
         app.timer(stats_interval_s, name="reading-windows-stats")(self.log_stats)
         app.timer(checkpoint_interval_s, name="reading-windows-checkpoint")(self.checkpoint)
+        if metrics is not None:
+            app.timer(LAG_REPORT_S, name="reading-windows-lag")(self.report_lag)
         if idle_tick_s > 0:
             app.timer(max(idle_tick_s / 4, 0.25), name="reading-windows-ticks")(self.send_ticks)
         self._next_offset: dict[int, int] = {}
@@ -451,6 +457,23 @@ class ReadingWindowsAgent:
                 event.ack()
 
         return ack
+
+    async def report_lag(self) -> None:
+        """Set ``iocstream_consumer_lag_records{component="worker"}`` for the readings topic:
+        the broker's end offset (as of the last fetch) minus the next offset to process,
+        summed over the partitions read since the last rebalance. Never blocks."""
+        if self.metrics is None:
+            return
+        total = 0
+        for partition, next_offset in list(self._next_offset.items()):
+            try:
+                end = self.app.consumer.highwater(TP(self.readings_topic_name, partition))
+            except Exception as exc:  # noqa: BLE001 - no fetch yet, or a rebalance began
+                log.debug("no end offset for partition %d yet: %r", partition, exc)
+                continue
+            if end is not None:
+                total += max(0, int(end) - next_offset)
+        self.metrics.consumer_lag.labels("worker", self.readings_topic_name).set(total)
 
     async def log_stats(self) -> None:
         """Log the counters (INFO) when they changed since the last time."""

@@ -203,6 +203,12 @@ def test_simulated_readings_become_exact_windows_in_clickhouse(
         while _scrape(sink_port).get(lag) != 0.0 and time.monotonic() < deadline:
             time.sleep(1)
         assert _scrape(sink_port)[lag] == 0.0
+        worker_lag = (
+            f'iocstream_consumer_lag_records{{component="worker",topic="{readings_topic}"}}'
+        )
+        while _scrape(metrics_port).get(worker_lag) != 0.0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _scrape(metrics_port)[worker_lag] == 0.0
         bridge = _scrape(bridge_port)
         districts = {d.district for d in default_devices(DEVICES)}
         assert sum(
