@@ -59,6 +59,7 @@ from connectors.metrics import Metrics
 log = logging.getLogger(__name__)
 
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
+POSITION_TIMEOUT_MS = 5_000  # longest wait for a newly assigned partition's position
 
 #: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
 INSERT_SETTINGS: Mapping[str, Any] = {
@@ -156,6 +157,7 @@ class ClickHouseSink:
         """
         moved: set[TopicPartition] = set()
         assigned = self.consumer.assignment()
+        retry: set[TopicPartition] = set()
         for tp in sorted(self.unchecked, key=lambda t: (t.topic, t.partition)):
             if tp not in assigned:
                 continue
@@ -163,7 +165,15 @@ class ClickHouseSink:
             if recorded is None:
                 continue
             first, last = recorded
-            position = polled[tp][0].offset if polled.get(tp) else self.consumer.position(tp)
+            if polled.get(tp):
+                position: int | None = polled[tp][0].offset
+            else:
+                # bounded: an unbounded position() blocks the loop (and so every partition)
+                # for as long as the group coordinator cannot answer, e.g. mid-rebalance
+                position = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+            if position is None:  # nothing polled for it, so nothing to hold back: next loop
+                retry.add(tp)
+                continue
             if position <= last:
                 log.info(
                     "%s[%d]: position %d is within or before the recorded batch %d-%d; "
@@ -177,7 +187,7 @@ class ClickHouseSink:
                 self.consumer.seek(tp, first)
                 self.replay[tp] = last
                 moved.add(tp)
-        self.unchecked.clear()
+        self.unchecked = retry
         return moved
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:

@@ -6,9 +6,11 @@ stays fast. Logging is configured here, once, for every command.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -93,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"iocstream: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     configure_logging(level)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the log): for a process
+    # that looks stuck, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return _resolve(COMMANDS[command][0])(rest)
     except KeyboardInterrupt:

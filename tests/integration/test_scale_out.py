@@ -306,6 +306,15 @@ def test_three_workers_two_sinks_sigkill_and_rejoin_give_exact_windows(
         killed_owned = _assignments(procs.log("worker-2"))[-1]
         procs.kill("worker-2")  # mid-stream: the others take over its partitions
         survivors = {w: len(procs.log(w).read_text()) for w in ("worker-1", "worker-3")}
+
+        def taken_over() -> bool:
+            return killed_owned <= {
+                p for w, at in survivors.items() for a in _assignments(procs.log(w), at) for p in a
+            }
+
+        # restart only after the group noticed the death (session timeout), else the new
+        # instance may simply get its old partitions back and no takeover is exercised
+        _wait_until(taken_over, procs, "the survivors to take over the killed worker's share")
         _wait_until(lambda: progress[0] >= total * 0.8, procs, "80 % of the readings")
         procs.start("worker-2", ["worker"], IOC_WORKER_DATA_DIR=str(tmp_path / "worker-2"))
         _wait_until(lambda: not producer.is_alive(), procs, "the producer")
