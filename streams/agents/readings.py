@@ -102,6 +102,7 @@ from schemas.deadletter import DeadLetter
 from schemas.indicator_values import encode_value
 from schemas.indicators import encode_indicator
 from schemas.readings import ReadingFormatError, format_time
+from streams.agents.offsets import check_contiguous
 from streams.agents.partition import BatchOutcome, PartitionState
 from streams.agents.ticks import IdleTracker, decode_message, encode_tick
 from streams.gauge_levels import GaugeConfig
@@ -255,16 +256,11 @@ class ReadingWindowsAgent:
         """The agent: one message at a time, acknowledged once its records are durable."""
         async for event in stream.noack().events():
             message = event.message
-            expected = self._next_offset.get(message.partition)
-            if expected is not None and message.offset > expected:
-                exc = RuntimeError(
-                    f"offsets {expected}..{message.offset - 1} of {message.tp} were dropped "
-                    "by the consumer; stopping so that a restart processes them"
-                )
-                log.error("%s", exc)
-                await self.app.crash(exc)
-                raise exc
-            self._next_offset[message.partition] = message.offset + 1
+            gap = check_contiguous(self._next_offset, message)
+            if gap is not None:
+                log.error("%s", gap)
+                await self.app.crash(gap)
+                raise gap
             try:
                 async with self._lock:
                     await self.handle(message)

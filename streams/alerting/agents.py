@@ -30,6 +30,7 @@ from connectors.settings import TopicSettings
 from schemas.alerts import AlertFormatError, decode_action, encode_event
 from schemas.events import Event, EventFormatError
 from schemas.readings import ReadingFormatError, decode_batch_objects
+from streams.agents.offsets import check_contiguous
 from streams.alerting.clock import Progress, tick_time
 from streams.alerting.inputs import (
     TICK_KEY,
@@ -229,16 +230,11 @@ class AlerterAgents:
         """One internal message at a time; acknowledged once its records are durable."""
         async for event in stream.noack().events():
             message = event.message
-            expected = self._next_offset.get(message.partition)
-            if expected is not None and message.offset > expected:
-                exc = RuntimeError(
-                    f"offsets {expected}..{message.offset - 1} of {message.tp} were dropped by "
-                    "the consumer; stopping so that a restart processes them"
-                )
-                log.error("%s", exc)
-                await self.app.crash(exc)
-                raise exc
-            self._next_offset[message.partition] = message.offset + 1
+            gap = check_contiguous(self._next_offset, message)
+            if gap is not None:
+                log.error("%s", gap)
+                await self.app.crash(gap)
+                raise gap
             try:
                 pending = await self.handle(message)
             except Exception as exc:
