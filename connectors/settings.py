@@ -121,6 +121,11 @@ class ClickHouseSettings(_Base):
 
     url: str = Field("http://127.0.0.1:8123", description="http(s)://host:port")
     database: str = "ioc"
+    cluster: str | None = Field(
+        None,
+        description="remote_servers cluster that `iocstream db migrate` targets (ON CLUSTER, "
+        "replicated shards behind Distributed tables); unset: one node",
+    )
     username: str = "default"
     password: SecretStr | None = None
 

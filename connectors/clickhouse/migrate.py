@@ -16,6 +16,11 @@ Guarantees:
   retention setting is not a changed migration. An unknown placeholder is an error.
 * Statements use only syntax that both chDB (embedded engine) and ClickHouse server 24.8+
   accept; they run with the target database selected, so table names are unqualified.
+* With a cluster name (``IOC_CLICKHOUSE_CLUSTER``), every statement, the database and the
+  ``schema_migrations`` ledger are rendered by :mod:`connectors.clickhouse.cluster`
+  (``ON CLUSTER``, replicated local tables behind Distributed tables). All statements of all
+  migrations are rendered before the first one runs, so a statement without a cluster form
+  stops the run before anything changed. Without a cluster name nothing changes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from connectors.clickhouse.cluster import ClusterRenderer, ClusterSQLError, ClusterTarget
 from connectors.clickhouse.retention import RetentionSettings
 
 log = logging.getLogger(__name__)
@@ -111,26 +117,73 @@ def applied(client: Client) -> dict[int, str]:
     return {int(v): str(c) for v, c in rows}
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Every statement ``migrate`` may run: ``setup`` (database and ledger), then each
+    migration's statements, rendered for ``cluster`` if one is given."""
+
+    setup: list[str]
+    migrations: list[tuple[Migration, list[str]]]
+    renderer: ClusterRenderer | None
+
+
+def plan(
+    database: str,
+    directory: Path | None = None,
+    retention: RetentionSettings | None = None,
+    cluster: str | None = None,
+) -> Plan:
+    """Render every statement for ``database`` (and ``cluster``) without a server.
+
+    Raises ``MigrationError`` for an invalid name, a bad migration file, or a statement that
+    has no cluster form.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+        raise MigrationError(f"invalid database name {database!r}")
+    values = (retention or RetentionSettings()).placeholders()
+    migrations = load_migrations(directory)
+    setup = [f"CREATE DATABASE IF NOT EXISTS {database}", LEDGER.strip()]
+    if not cluster:
+        return Plan(setup, [(m, m.statements(values)) for m in migrations], None)
+    try:
+        renderer = ClusterRenderer(ClusterTarget(cluster, database))
+        setup = [s for statement in setup for s in renderer.render(statement)]
+        rendered = []
+        for m in migrations:
+            where = f"{m.version:04d}_{m.name}"
+            try:
+                rendered.append(
+                    (m, [s for st in m.statements(values) for s in renderer.render(st)])
+                )
+            except ClusterSQLError as exc:
+                raise MigrationError(f"migration {where}: {exc}") from exc
+    except ClusterSQLError as exc:
+        raise MigrationError(str(exc)) from exc
+    return Plan(setup, rendered, renderer)
+
+
 def migrate(
     client: Client,
     database: str,
     directory: Path | None = None,
     retention: RetentionSettings | None = None,
+    cluster: str | None = None,
 ) -> list[Migration]:
     """Create ``database`` if needed and apply pending migrations; return those applied.
 
     ``client`` must not have a database selected that may not exist yet; statements run
-    with ``database`` selected through the ``database`` setting of each call.
+    with ``database`` selected through the ``database`` setting of each call. With
+    ``cluster``, every statement runs ``ON CLUSTER`` in its cluster form (see :func:`plan`).
     """
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
-        raise MigrationError(f"invalid database name {database!r}")
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    steps = plan(database, directory, retention, cluster)
+    create_database, *ledger = steps.setup
+    client.command(create_database)
     client.database = database
-    client.command(LEDGER)
+    for statement in ledger:
+        client.command(statement)
     done = applied(client)
-    values = (retention or RetentionSettings()).placeholders()
     newly: list[Migration] = []
-    for migration in load_migrations(directory):
+    for migration, statements in steps.migrations:
         if migration.version in done:
             if done[migration.version] != migration.checksum:
                 raise MigrationError(
@@ -138,8 +191,13 @@ def migrate(
                     "applied; add a new migration instead of editing an applied one"
                 )
             continue
-        log.info("applying migration %04d_%s", migration.version, migration.name)
-        for statement in migration.statements(values):
+        log.info(
+            "applying migration %04d_%s%s",
+            migration.version,
+            migration.name,
+            f" on cluster {cluster}" if cluster else "",
+        )
+        for statement in statements:
             try:
                 client.command(statement)
             except Exception as exc:
