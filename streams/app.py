@@ -19,6 +19,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.settings import KafkaSettings
+from streams import faust_patches
 
 
 class WorkerSettings(BaseSettings):
@@ -107,6 +108,7 @@ def create_app(
     The table's changelog topic (``<app_id>-<table>-changelog``) is created by Faust with the
     same partition count, since the table is partitioned exactly like the input.
     """
+    faust_patches.apply()  # seek uncommitted partitions too (see streams/faust_patches.py)
     data_dir = settings.resolved_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {

@@ -34,7 +34,7 @@ hash to this partition, ``late``) and the original reading object as payload.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from math import isfinite
 from typing import Any, Final
@@ -410,8 +410,11 @@ class PartitionState:
         partitions: int | None = None,
         specs: Sequence[WindowSpec] = (),
         gauges: GaugeConfig | None = None,
+        *,
+        owned: Collection[int] | None = None,
     ) -> dict[int, PartitionState]:
-        """Rebuild the states of every partition found in stored ``(key, value)`` records.
+        """Rebuild the states of every partition found in stored ``(key, value)`` records
+        (only of the partitions in ``owned`` when given; records of others are skipped).
 
         Raises ``StateFormatError`` for a record it cannot read: a corrupt state must stop
         the worker rather than silently lose or double-count readings. Derived windows of a
@@ -425,6 +428,8 @@ class PartitionState:
                 if obj.get("v") not in READABLE_VERSIONS:
                     raise ValueError(f"unknown record version {obj.get('v')!r}")
                 p = int(obj["p"])
+                if owned is not None and p not in owned:
+                    continue
                 state = states.get(p)
                 if state is None:
                     state = states[p] = cls(p, windows, partitions, specs, gauges=gauges)

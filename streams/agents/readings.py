@@ -193,6 +193,7 @@ class ReadingWindowsAgent:
         if idle_tick_s > 0:
             app.timer(max(idle_tick_s / 4, 0.25), name="reading-windows-ticks")(self.send_ticks)
         self._next_offset: dict[int, int] = {}
+        self._owned: set[int] = set()  # partitions of the readings topic assigned to us
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
@@ -202,6 +203,7 @@ class ReadingWindowsAgent:
     async def _on_assigned(self, sender: Any, assigned: set[Any], **_: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.readings_topic_name)
         log.info("partitions of %s assigned: %s", self.readings_topic_name, mine or "none")
+        self._owned = set(mine)  # Faust passes the whole new assignment
         self._states = None  # rebuilt from the (recovered) table at the next message
         self._next_offset.clear()
         self._unacked.clear()  # redelivered from the committed offset
@@ -211,6 +213,7 @@ class ReadingWindowsAgent:
         mine = sorted(tp.partition for tp in revoked if tp.topic == self.readings_topic_name)
         if mine:
             log.info("partitions of %s revoked: %s", self.readings_topic_name, mine)
+        self._owned -= set(mine)
         self._states = None
         self._next_offset.clear()
         self._unacked.clear()
@@ -221,28 +224,65 @@ class ReadingWindowsAgent:
         # until Faust resumes flow control at the end of on_recovery_completed.
         self.app.flow_control.suspend()
 
+    def _load_states(self) -> dict[int, PartitionState]:
+        """Rebuild the states of the owned partitions from the (recovered) table.
+
+        Only owned partitions: the in-memory table keeps the records of partitions this
+        worker owned before a rebalance, and a stale state must never send ticks or records
+        to a partition another worker now owns. Each restored partition's next expected
+        offset is its record's offset + 1: a first message after it would mean messages
+        neither in the state nor processed (checked by ``check_contiguous``).
+        """
+        owned = self._owned
+        records = [(bytes(k), bytes(v)) for k, v in self.table.data.items() if v]
+        states = PartitionState.restore(
+            records, self.windows, self.partitions, self.specs, self.gauges, owned=owned
+        )
+        for p, st in sorted(states.items()):
+            if st.dropped_partials:
+                log.warning(
+                    "partition %d: dropped %d stored windows of window specs no longer configured",
+                    p,
+                    st.dropped_partials,
+                )
+            log.info(
+                "partition %d state: offset %d, watermark %s, %d devices, %d open windows",
+                p,
+                st.offset,
+                st.watermark.value_ms,
+                len(st.devices),
+                st.open_windows,
+            )
+            if st.offset >= 0:
+                self._next_offset.setdefault(p, st.offset + 1)
+        return states
+
+    async def _expect_first(self, message: Any) -> None:
+        """Seed the expected offset of a partition that has no state yet: its log start.
+
+        No state means nothing of the partition was ever acknowledged (acknowledgements
+        follow durable state records), so consumption must begin at the first offset the
+        log still holds; a later first message means the consumer skipped messages.
+        """
+        p: int = message.partition
+        try:
+            starts = await self.app.consumer.earliest_offsets(message.tp)
+        except Exception as exc:  # noqa: BLE001 - the check is a defence, not a dependency
+            log.warning("partition %d: log start unknown (%r); first offset not checked", p, exc)
+            return
+        start = starts.get(message.tp)
+        if start is not None:
+            self._next_offset.setdefault(p, int(start))
+        log.info(
+            "partition %d: first message at offset %d (no state; log starts at %s)",
+            p,
+            message.offset,
+            start,
+        )
+
     def _state(self, partition: int) -> PartitionState:
         if self._states is None:
-            records = [(bytes(k), bytes(v)) for k, v in self.table.data.items() if v]
-            self._states = PartitionState.restore(
-                records, self.windows, self.partitions, self.specs, self.gauges
-            )
-            for p, st in sorted(self._states.items()):
-                if st.dropped_partials:
-                    log.warning(
-                        "partition %d: dropped %d stored windows of window specs no longer "
-                        "configured",
-                        p,
-                        st.dropped_partials,
-                    )
-                log.info(
-                    "partition %d state: offset %d, watermark %s, %d devices, %d open windows",
-                    p,
-                    st.offset,
-                    st.watermark.value_ms,
-                    len(st.devices),
-                    st.open_windows,
-                )
+            self._states = self._load_states()
         state = self._states.get(partition)
         if state is None:
             state = self._states[partition] = PartitionState(
@@ -256,6 +296,10 @@ class ReadingWindowsAgent:
         """The agent: one message at a time, acknowledged once its records are durable."""
         async for event in stream.noack().events():
             message = event.message
+            if self._states is None:
+                self._states = self._load_states()  # seeds the expected offsets
+            if message.partition not in self._next_offset:
+                await self._expect_first(message)
             gap = check_contiguous(self._next_offset, message)
             if gap is not None:
                 log.error("%s", gap)

@@ -441,6 +441,20 @@ def test_a_fully_applied_message_is_skipped_after_restore() -> None:
     assert restored.apply(5, batches[5]).replayed
 
 
+def test_restore_of_owned_partitions_skips_the_records_of_others() -> None:
+    # a worker's table still holds partitions it owned before a rebalance: only the owned
+    # ones may come back, or a stale state would write ticks and records to another's
+    zero, one = PartitionState(0, WINDOWS), PartitionState(1, WINDOWS)
+    zero.apply(4, [reading("a", sec(1), 1.0)])
+    one.apply(9, [reading("b", sec(2), 2.0)])
+    records = [*zero.checkpoint(), *one.checkpoint()]
+    assert sorted(PartitionState.restore(records, WINDOWS)) == [0, 1]
+    restored = PartitionState.restore(records, WINDOWS, owned={1})
+    assert list(restored) == [1]
+    assert (restored[1].offset, sorted(restored[1].devices)) == (9, ["b"])
+    assert PartitionState.restore(records, WINDOWS, owned=set()) == {}
+
+
 def test_partial_message_skips_only_devices_already_applied() -> None:
     state = PartitionState(0, WINDOWS)
     state.apply(0, [reading("a", sec(1), 1.0), reading("b", sec(1), 1.0)])
