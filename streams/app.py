@@ -33,11 +33,15 @@ class WorkerSettings(BaseSettings):
         None, description="Faust's local directory (default <IOC_DATA_DIR>/worker)"
     )
     web_port: int = Field(0, ge=0, le=65535, description="Faust web server port; 0 = off")
+    # 0 by default: with Faust's in-memory store a standby copy is no faster to take over
+    # (the memory store drops keys of non-active partitions after every recovery, and a new
+    # owner re-reads the whole changelog partition anyway), yet every standby reads changelogs
     standby_replicas: int = Field(
-        1,
+        0,
         ge=0,
-        description="standby copies of each table partition kept warm on other workers "
-        "(faster failover, more memory and changelog reads)",
+        description="standby copies of each table partition kept on other workers (useful "
+        "only with a persistent table store; with the in-memory store they cost changelog "
+        "reads and do not shorten a failover)",
     )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Prometheus /metrics port (9403 in deployments); 0 = off"
