@@ -56,5 +56,8 @@ Restart: no duplicate firing, no lost timer
 
 Modules: :mod:`~streams.alerting.inputs` (pure: observations, internal messages),
 :mod:`~streams.alerting.partition` (pure: replay-safe states of one partition),
+:mod:`~streams.alerting.clock` (pure: the time a tick may claim),
+:mod:`~streams.alerting.lag` (pure: consumer lag per topic, reported every 5 s as
+``iocstream_consumer_lag_records{component="alerter"}`` for the input and internal topics),
 :mod:`~streams.alerting.agents` (Faust wiring), :mod:`~streams.alerting.cli` (the command).
 """

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from faust.types import TP
+
 from connectors.metrics import Metrics
 from connectors.registry import Registry
 from connectors.settings import TopicSettings
@@ -44,12 +46,14 @@ from streams.alerting.inputs import (
     group_observations,
     reading_observations,
 )
+from streams.alerting.lag import TopicPartitionKey, topic_lags
 from streams.alerting.partition import AlertPartition
 from streams.alerts.rules import RuleSet
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "alert-state"
+LAG_REPORT_S = 5.0  # how often the consumer-lag gauges are refreshed
 
 
 def inputs_topic_name(app_id: str) -> str:
@@ -110,9 +114,11 @@ class AlerterAgents:
         self.stats = Stats()
         self._last_stats: dict[str, int] = {}
         self._parts: dict[int, AlertPartition] | None = None
-        self._next_offset: dict[int, int] = {}
+        self._next_offset: dict[int, int] = {}  # internal topic: partition -> next offset
+        self._next_input: dict[TopicPartitionKey, int] = {}  # input topics, for the lag
         self._background: set[asyncio.Future[Any]] = set()
         self._input_topics = {topics.readings, topics.indicators, topics.events}
+        self._lag_topics = (*sorted(self._input_topics | {topics.alert_actions}), self.inputs_name)
         self._progress: dict[Any, Progress] = {}
         self._rebalanced = time.monotonic()
         self._tick_hold = timedelta(seconds=tick_hold_s)
@@ -130,6 +136,8 @@ class AlerterAgents:
         app.agent(self.inputs, name="alert-evaluate")(self.evaluate)
         app.timer(tick_interval_s, name="alert-ticks")(self.send_ticks)
         app.timer(stats_interval_s, name="alert-stats")(self.log_stats)
+        if metrics is not None:
+            app.timer(LAG_REPORT_S, name="alert-lag")(self.report_lag)
         app.on_partitions_assigned.connect(self._on_rebalance)
         app.on_partitions_revoked.connect(self._on_rebalance)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
@@ -139,6 +147,7 @@ class AlerterAgents:
     async def _on_rebalance(self, sender: Any, *args: Any, **_: Any) -> None:
         self._parts = None  # rebuilt from the recovered table at the next internal message
         self._next_offset.clear()
+        self._next_input.clear()
         self._progress.clear()
         self._rebalanced = time.monotonic()
 
@@ -214,6 +223,7 @@ class AlerterAgents:
                 lag = self.app.consumer.highwater(message.tp) - message.offset - 1
                 stamp = datetime.fromtimestamp(message.timestamp, UTC)
                 self._progress[message.tp] = Progress(max(lag, 0), stamp)
+                self._next_input[(message.tp.topic, message.tp.partition)] = message.offset + 1
                 sends = [
                     await self.inputs.send(key=key, value=encode_input(item), force=True)
                     for key, item in items
@@ -302,6 +312,30 @@ class AlerterAgents:
         value = encode_input(TickInput(now))
         for p in mine:
             await self.inputs.send(key=TICK_KEY, value=value, partition=p, force=True)
+
+    async def report_lag(self) -> None:
+        """Set ``iocstream_consumer_lag_records{component="alerter"}`` for every input topic
+        and the internal topic (:mod:`streams.alerting.lag`). The end offsets are asked of the
+        broker: the consumer's own high watermarks are as of its last fetch, which stops
+        while a backlog fills Faust's buffers, exactly when the lag matters. If the broker
+        does not answer within the report interval, the gauges keep their last values."""
+        if self.metrics is None:
+            return
+        positions = dict(self._next_input)
+        positions.update(((self.inputs_name, p), o) for p, o in self._next_offset.items())
+        try:
+            ends = await asyncio.wait_for(self._end_offsets(list(positions)), LAG_REPORT_S)
+        except Exception as exc:  # noqa: BLE001 - consumer not started, rebalance, timeout
+            log.debug("end offsets unavailable, consumer lag not updated: %r", exc)
+            return
+        for topic, records in topic_lags(positions, ends.get, self._lag_topics).items():
+            self.metrics.consumer_lag.labels("alerter", topic).set(records)
+
+    async def _end_offsets(self, keys: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        if not keys:
+            return {}
+        found = await self.app.consumer.highwaters(*(TP(*k) for k in keys))
+        return {(tp.topic, tp.partition): int(end) for tp, end in found.items()}
 
     async def log_stats(self) -> None:
         """Log the counters (INFO) when they changed since the last time."""

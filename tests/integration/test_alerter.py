@@ -2,6 +2,9 @@
 
 * A threshold alert goes pending → firing (minor) → escalated (major, critical) → acknowledged
   (an action on the actions topic) → resolved, each once, as one alert (episode 1).
+* The operators' CLI (``iocstream alerts list|assign|silence|resolve``) on a firing alert: each
+  action comes back as one state change on the alerts topic, and ``list`` shows open alerts;
+  the alerter reports its consumer lag on ``/metrics``.
 * SIGKILL while an alert is pending, restart: the pending timer survives (the alert fires with
   ``active_since`` = the first crossing) and nothing fires twice; then SIGKILL while firing,
   restart with everything replayed (nothing was committed): still one ``firing`` change, and
@@ -15,9 +18,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -72,6 +77,27 @@ def create_topics(bootstrap: str, names: list[str], partitions: int = PARTITIONS
         admin.create_topics([NewTopic(n, partitions, 1) for n in names])
     finally:
         admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_sample(port: int, sample: str, value: float, service: Service) -> None:
+    """Wait until ``/metrics`` on ``port`` shows ``sample`` (name with labels) at ``value``."""
+    deadline = time.monotonic() + WAIT_S
+    seen = None
+    while seen != value:
+        service.assert_alive()
+        if time.monotonic() > deadline:
+            pytest.fail(f"{sample} is {seen}, never {value}; log {service.log}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            lines = resp.read().decode().splitlines()
+        seen = next((float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith(sample + " ")), None)
+        time.sleep(0.2)
 
 
 class Service:
@@ -352,3 +378,51 @@ def test_absence_fires_on_the_clock_once_across_a_restart_and_clears_on_data(
     _assert_copies_identical(all_events)
     unique = sorted({e.event_id: e for e in all_events}.values(), key=lambda e: e.revision)
     assert [e.kind for e in unique] == ["firing", "resolved"]
+
+
+def test_operator_cli_lists_assigns_silences_and_resolves(
+    tmp_path: Path,
+    alerters: list[Alerter],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from streams.alerting.alerts_cli import run as alerts_cli
+
+    port = free_port()
+    alerter = Alerter(tmp_path, IOC_ALERTER_METRICS_PORT=str(port))
+    alerters.append(alerter)
+    monkeypatch.setenv("IOC_TOPIC_ALERTS", alerter.topics["alerts"])
+    monkeypatch.setenv("IOC_TOPIC_ALERT_ACTIONS", alerter.topics["alert_actions"])
+    events = Events(alerter.bootstrap, alerter.topics["alerts"])
+    try:
+        alerter.start()
+        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        alerter.reading(t0, 120)
+        alerter.reading(t0 + timedelta(seconds=12), 130)
+        events.wait_for(alerter, "firing")
+        assert alerts_cli(["list"]) == 0
+        listed = capsys.readouterr().out
+        assert f"{FP}  firing" in listed
+        assert alerts_cli(["assign", FP, "operator-binh", "--actor", "lead-an"]) == 0
+        assigned = events.wait_for(alerter, "assigned")
+        assert alerts_cli(["silence", FP, "--actor", "lead-an", "--duration", "1h"]) == 0
+        silenced = events.wait_for(alerter, "silenced")
+        assert alerts_cli(["resolve", FP, "--actor", "lead-an", "--comment", "fixed"]) == 0
+        resolved = events.wait_for(alerter, "resolved")
+        capsys.readouterr()
+        assert alerts_cli(["list"]) == 0
+        assert FP not in capsys.readouterr().out  # only open alerts by default
+        assert alerts_cli(["list", "--all"]) == 0
+        assert f"{FP}  resolved" in capsys.readouterr().out
+        for topic in (alerter.topics["readings"], alerter.topics["alert_actions"]):
+            lag = f'iocstream_consumer_lag_records{{component="alerter",topic="{topic}"}}'
+            wait_for_sample(port, lag, 0.0, alerter)  # caught up, reported by the alerter
+    finally:
+        events.close()
+    assert (assigned.actor, assigned.state.assignee) == ("lead-an", "operator-binh")
+    assert silenced.state.silenced_until is not None
+    assert (resolved.actor, resolved.comment, resolved.state.state) == (
+        "lead-an",
+        "fixed",
+        "resolved",
+    )

@@ -4,6 +4,11 @@
   ``Idempotency-Key`` header = the body's ``idempotencyKey``), then a resolved notification;
   the alert of a silenced district (silence created with ``iocstream silence add``) is never
   notified.
+* Inhibition: a firing flood alert mutes the gauge alert of its district (the group's first
+  notification holds only the flood alert); once the flood alert resolves, the gauge alert is
+  notified. Repeat: an unchanged, unacknowledged group is notified again after
+  ``repeat_interval`` (same alerts, kind ``repeat``, a new idempotency key). The notifier
+  reports its consumer lag on ``/metrics``.
 * A receiver answering 500 gets retries (same idempotency key, every attempt on the
   notification log) while another receiver of the same alert gets its notification; SIGKILL
   and restart of the notifier after delivery: the delivered notification is not sent again,
@@ -32,7 +37,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from connectors.notify.cli import run_silence
 from schemas.alerts import AlertEvent, AlertState, encode_event
-from tests.integration.test_alerter import REPO, Service, create_topics
+from tests.integration.test_alerter import REPO, Service, create_topics, free_port, wait_for_sample
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +118,12 @@ route:
   repeat_interval: 1h
   routes:
     - {{matchers: ['team="flaky"'], receiver: fail, continue: true}}
+    - {{matchers: ['team="again"'], receiver: hook, repeat_interval: 1s}}
     - {{matchers: ['team=~".*"'], receiver: hook}}
+inhibit_rules:
+  - source_matchers: ['team="flood"', 'state="firing"']
+    target_matchers: ['team="gauge"']
+    equal: [district]
 """
 
 
@@ -288,3 +298,37 @@ def test_retries_do_not_block_others_and_restart_does_not_repeat(
     assert [a["fingerprint"] for a in bodies[1]["alerts"]] == ["g"]
     assert len(receiver.requests["/fail"]) == 3
     assert len(receiver.requests["/hook"]) == 2
+
+
+def test_inhibition_lifts_when_the_source_resolves_and_repeat_while_unacknowledged(
+    setup: Setup, receiver: Receiver
+) -> None:
+    setup.publish("flood", "an-phu", "firing", 2, team="flood")
+    setup.publish("gauge", "an-phu", "firing", 2, team="gauge")
+    port = free_port()
+    setup.service.env["IOC_NOTIFY_METRICS_PORT"] = str(port)
+    setup.service.start()
+    [first] = receiver.wait_for("/hook", 1, setup.service)
+    assert [(a["fingerprint"], a["status"]) for a in first["alerts"]] == [("flood", "firing")]
+    setup.publish("flood", "an-phu", "resolved", 3, team="flood")
+    second = receiver.wait_for("/hook", 2, setup.service)[1]
+    assert sorted((a["fingerprint"], a["status"]) for a in second["alerts"]) == [
+        ("flood", "resolved"),
+        ("gauge", "firing"),
+    ]
+    setup.publish("again", "tri-ton", "firing", 2, team="again")
+
+    def again() -> list[dict[str, Any]]:
+        bodies = [b for _, b in receiver.requests.get("/hook", [])]
+        return [b for b in bodies if b["alerts"][0]["fingerprint"] == "again"]
+
+    deadline = time.monotonic() + WAIT_S
+    while len(mine := again()) < 2:
+        setup.service.assert_alive()
+        assert time.monotonic() < deadline, "no repeat of an unacknowledged group"
+        time.sleep(0.05)
+    assert [b["kind"] for b in mine[:2]] == ["notify", "repeat"]
+    assert [a["alertId"] for a in mine[1]["alerts"]] == [a["alertId"] for a in mine[0]["alerts"]]
+    assert mine[0]["idempotencyKey"] != mine[1]["idempotencyKey"]
+    lag = f'iocstream_consumer_lag_records{{component="notifier",topic="{setup.alerts}"}}'
+    wait_for_sample(port, lag, 0.0, setup.service)

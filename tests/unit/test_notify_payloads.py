@@ -152,3 +152,18 @@ def test_attempt_record_has_what_the_log_table_needs() -> None:
     assert "delivered" not in record
     final = orjson.loads(attempt_record(_n(), "webhook", 3, Attempt(True, False, 200), "delivered"))
     assert final["delivered"]["seq"] == 0
+
+
+def test_attempt_records_load_into_the_notification_attempts_table() -> None:
+    """The sink's row builder accepts what the notifier logs (the audit trail in ClickHouse)."""
+    from connectors.clickhouse.rows import NOTIFICATION_ATTEMPTS, ColumnBlock
+
+    value = attempt_record(_n(), "webhook", 1, Attempt(False, False, 0, "refused", 3.0), "gave_up")
+    rows = NOTIFICATION_ATTEMPTS.rows(value)
+    assert not isinstance(rows, ColumnBlock)
+    [row] = rows
+    got = dict(zip(NOTIFICATION_ATTEMPTS.data_columns, row, strict=True))
+    assert (got["receiver"], got["receiver_type"], got["attempt"]) == ("ops", "webhook", 1)
+    assert (got["outcome"], got["http_status"], got["error"]) == ("gave_up", 0, "refused")
+    assert got["alert_ids"] == ["fp1:2", "fp2:2"]
+    assert got["at"].tzinfo is not None
