@@ -70,6 +70,30 @@ class WorkerSettings(BaseSettings):
         "this long (closes quiet partitions' windows); 0 = off",
     )
 
+    services: bool = Field(
+        True,
+        description="compute city-service KPIs from the events topic (skipped with a warning "
+        "when that topic does not exist)",
+    )
+    service_grace_s: float = Field(
+        60.0, ge=0, description="grace period of the service-KPI minutes, seconds"
+    )
+    service_heartbeat_s: float = Field(
+        3600.0,
+        ge=0,
+        description="also emit every service KPI at multiples of this many seconds of event "
+        "time (a multiple of 60); 0 = only on change",
+    )
+
+    districts: bool = Field(
+        False,
+        description="aggregate per district: VN_AQI from the station values and devices "
+        "reporting vs expected per hour, from the worker's own indicators",
+    )
+    district_grace_s: float = Field(
+        300.0, ge=0, description="grace period of the district windows, seconds"
+    )
+
     def resolved_data_dir(self) -> Path:
         """The data directory, defaulting to ``<IOC_DATA_DIR or .data>/worker``."""
         if self.data_dir is not None:

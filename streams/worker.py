@@ -201,6 +201,22 @@ def run_worker(argv: list[str] | None = None) -> int:
         gauges=gauges,
         metrics=metrics,
     )
+    if settings.services:
+        from streams.agents.services import start_services
+
+        try:
+            start_services(app, settings, kafka, topics, partitions=partitions, metrics=metrics)
+        except ValueError as exc:
+            log.error("worker cannot start: %s", exc)
+            return 2
+    if settings.districts:
+        from streams.agents.districts import start_districts
+
+        try:
+            start_districts(app, settings, kafka, topics, partitions=partitions, metrics=metrics)
+        except ValueError as exc:
+            log.error("worker cannot start: %s", exc)
+            return 2
     log.info(
         "worker %s starting: %s (%d partitions) -> %s, dead letters -> %s, grace %.1f s, "
         "windows 1m + %s, idle tick %s, %d gauges with flood levels, Kafka %s, data dir %s, "
