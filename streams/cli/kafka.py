@@ -55,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def wanted_topics() -> tuple[list[TopicSpec], list[CoPartitionGroup]]:
     """The topics to create and the co-partition groups, from the environment's settings."""
+    from streams.agents.districts import TABLE_NAME as DISTRICTS_TABLE
+    from streams.agents.districts import district_inputs_topic
     from streams.agents.readings import TABLE_NAME as WINDOWS_TABLE
+    from streams.agents.services import TABLE_NAME as SERVICES_TABLE
+    from streams.agents.services import by_district_topic
     from streams.alerting.agents import TABLE_NAME as ALERT_TABLE
     from streams.alerting.agents import inputs_topic_name
     from streams.alerting.cli import AlerterSettings
@@ -65,7 +69,16 @@ def wanted_topics() -> tuple[list[TopicSpec], list[CoPartitionGroup]]:
     alerter_settings = AlerterSettings()
     alerter_internal = inputs_topic_name(alerter_settings.app_id)
     prefix = f"{alerter_settings.app_id}-"
-    worker = FaustApp(WorkerSettings().app_id, (WINDOWS_TABLE,), topics.partitions)
+    worker_id = WorkerSettings().app_id
+    worker = FaustApp(
+        worker_id,
+        (WINDOWS_TABLE, SERVICES_TABLE, DISTRICTS_TABLE),
+        topics.partitions,
+        tuple(
+            name.removeprefix(f"{worker_id}-")
+            for name in (by_district_topic(worker_id), district_inputs_topic(worker_id))
+        ),
+    )
     alerter = FaustApp(
         alerter_settings.app_id,
         (ALERT_TABLE,),

@@ -197,4 +197,11 @@ def test_environment_names_the_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert {"r-1", "wk-1-reading-windows-1m-changelog", "al-1-alert-state-changelog"} <= names
     assert "al-1-alert-inputs" in names
     assert dict(next(s for s in specs if s.name == "r-1").config)["retention.ms"] == "7200000"
-    assert groups[0].topics == ("r-1", "wk-1-reading-windows-1m-changelog")
+    assert groups[0].topics == (
+        "r-1",
+        "wk-1-reading-windows-1m-changelog",
+        "wk-1-service-kpis-changelog",
+        "wk-1-district-cells-changelog",
+        "wk-1-service-events-by-district",
+        "wk-1-district-inputs",
+    )
