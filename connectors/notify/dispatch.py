@@ -34,7 +34,7 @@ Policies (Alertmanager's, plus escalation):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -162,17 +162,25 @@ class Dispatcher:
 
     # --- decisions ----------------------------------------------------------------------------
 
-    def due(self, now: datetime) -> list[Notification]:
-        """Everything to send at ``now``, marking it sent (the caller delivers it)."""
+    def due(
+        self, now: datetime, owns: Callable[[tuple[str, GroupKey]], bool] | None = None
+    ) -> list[Notification]:
+        """Everything to send at ``now``, marking it sent (the caller delivers it).
+
+        ``owns`` (several notifier instances, ``connectors/notify/ownership.py``): only the
+        groups it accepts are decided; the others are left untouched, so their state keeps
+        coming from the notification log (:meth:`restore`) until this instance owns them.
+        """
         sources = [(fp, alert_labels(s)) for fp, s in self.alerts.items() if s.is_open]
         out: list[Notification] = []
         for gid in sorted(self.groups):
             group = self.groups[gid]
-            firing, resolved = self._content(group, sources, now)
-            out += self._escalations(group, firing, now)
-            n = self._flush(group, firing, resolved, now)
-            if n is not None:
-                out.append(n)
+            if owns is None or owns(gid):
+                firing, resolved = self._content(group, sources, now)
+                out += self._escalations(group, firing, now)
+                n = self._flush(group, firing, resolved, now)
+                if n is not None:
+                    out.append(n)
             open_ = any(self.alerts[fp].is_open for fp in group.members if fp in self.alerts)
             if not open_ and (group.sent is None or not group.sent.firing):
                 del self.groups[gid]

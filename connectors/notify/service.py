@@ -13,7 +13,9 @@ Start-up (so that a restart neither repeats nor loses a notification beyond at-l
 A notification is written to the log as delivered only after the receiver accepted it, so a
 crash between delivery and log write re-sends it after the restart with the same idempotency
 key; a notification decided but not delivered before the crash is decided again, with the same
-key. The notifier reads without a consumer group (every instance reads everything): run one.
+key. Every instance reads everything; several instances share the deliveries through a Kafka
+consumer group (``connectors/notify/ownership.py``): each sends only for the notification
+groups it owns, and takes over the groups of an instance that stopped or died.
 
 Delivery: each notification is its own task, so a slow or failing receiver never delays the
 others; up to the receiver's ``max_attempts`` attempts with exponential backoff
@@ -45,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.metrics import Metrics
 from connectors.notify.config import NotifyConfig
 from connectors.notify.dispatch import Delivered, Dispatcher, Notification
+from connectors.notify.ownership import Ownership
 from connectors.notify.senders import Attempt, Senders
 from connectors.notify.silences import decode_silence
 from connectors.settings import KafkaSettings
@@ -70,6 +73,11 @@ class NotifierSettings(BaseSettings):
     log_topic: str = Field("ioc.notifications", description="delivery attempts (audit)")
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Prometheus /metrics port (9406 in deployments); 0 = off"
+    )
+    group_id: str | None = Field(
+        None,
+        description="Kafka consumer group of the notifier instances: they share the "
+        "notification groups among themselves (default iocstream-notifier.<alerts topic>)",
     )
     evaluate_interval_s: float = Field(1.0, gt=0)
     backoff_s: float = Field(1.0, gt=0)
@@ -158,6 +166,7 @@ class Notifier:
         self.dispatcher = Dispatcher(config)
         self.senders_factory = senders_factory
         self.tasks: set[asyncio.Task[None]] = set()
+        self.ownership: Ownership | None = None
         self.stopping = asyncio.Event()
 
     async def _catch_up(
@@ -185,6 +194,9 @@ class Notifier:
 
     def _input(self, m: Any) -> None:
         now = datetime.now(UTC)
+        if m.topic == self.settings.log_topic:  # deliveries, this instance's and the others'
+            self._restore(m)
+            return
         if m.topic == self.settings.silences_topic:
             try:
                 self.dispatcher.silences.put(decode_silence(m.value))
@@ -199,7 +211,12 @@ class Notifier:
         self.dispatcher.observe(event.state, now)
 
     async def run(self) -> None:
-        """Restore, catch up, then follow and deliver until :attr:`stopping` is set."""
+        """Restore, catch up, then follow and deliver until :attr:`stopping` is set.
+
+        Deliveries are limited to the notification groups this instance owns through the
+        notifiers' consumer group (``connectors/notify/ownership.py``); the notification log
+        is followed live, so a group taken over from another instance continues from what
+        that instance delivered."""
         history = AIOKafkaConsumer(**aiokafka_options(self.kafka), enable_auto_commit=False)
         await history.start()
         try:
@@ -208,10 +225,17 @@ class Notifier:
             await history.stop()
         consumer = AIOKafkaConsumer(**aiokafka_options(self.kafka), enable_auto_commit=False)
         producer = AIOKafkaProducer(**aiokafka_options(self.kafka), acks="all")
+        parts = await asyncio.to_thread(topic_partitions, self.kafka, [self.alerts_topic])
+        group_id = self.settings.group_id or f"iocstream-notifier.{self.alerts_topic}"
+        ownership = self.ownership = Ownership(
+            self.alerts_topic, len(parts[self.alerts_topic]), group_id,
+            aiokafka_options(self.kafka),
+        )  # fmt: skip
         await consumer.start()
         await producer.start()
+        await ownership.start()
         try:
-            inputs = [self.alerts_topic, self.settings.silences_topic]
+            inputs = [self.alerts_topic, self.settings.silences_topic, self.settings.log_topic]
             await self._catch_up(consumer, inputs, self._input)
             log.info(
                 "notifier caught up: %d alerts, %d groups, %d silences, %d receivers",
@@ -222,16 +246,21 @@ class Notifier:
             )
             async with aiohttp.ClientSession() as session:
                 senders = self.senders_factory(session)
-                await self._loop(consumer, producer, senders)
+                await self._loop(consumer, producer, senders, ownership)
         finally:
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+            await ownership.stop()
             await consumer.stop()
             await producer.stop()
 
     async def _loop(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, senders: Senders
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        senders: Senders,
+        ownership: Ownership,
     ) -> None:
         interval_ms = int(self.settings.evaluate_interval_s * 1000)
         lag_reported = float("-inf")
@@ -240,10 +269,11 @@ class Notifier:
             for records in batch.values():
                 for m in records:
                     self._input(m)
+            await ownership.keep_alive()
             if time.monotonic() - lag_reported >= LAG_REPORT_S:
                 await self.report_lag(consumer)
                 lag_reported = time.monotonic()
-            for n in self.dispatcher.due(datetime.now(UTC)):
+            for n in self.dispatcher.due(datetime.now(UTC), ownership.owns()):
                 log.info(
                     "notify %s via %s (%s, %s, %d firing, %d resolved, key %s)",
                     dict(n.group_key),

@@ -232,3 +232,32 @@ def test_restore_from_the_log_prevents_a_second_notification() -> None:
     lost.observe(_alert("a"), T0)
     [retry] = lost.due(_at(30))
     assert retry.idempotency_key == sent.idempotency_key
+
+
+def test_instances_deliver_only_owned_groups_and_a_new_owner_continues_from_the_log() -> None:
+    from connectors.notify.ownership import group_partition
+
+    one, two = Dispatcher(_config()), Dispatcher(_config())
+    districts = [f"d{i}" for i in range(8)]
+    for d in (one, two):
+        for i, district in enumerate(districts):
+            d.observe(_alert(f"a{i}", district=district), T0)
+
+    def owner(part: int) -> Any:
+        return lambda gid: group_partition(gid, 2) == part
+
+    sent_one = one.due(_at(31), owner(0))
+    sent_two = two.due(_at(31), owner(1))
+    groups = sorted(dict(n.group_key)["district"] for n in sent_one + sent_two)
+    assert groups == districts  # every group by exactly one instance
+    assert sent_one
+    assert sent_two
+    # both learn each other's deliveries from the notification log
+    for n in sent_one:
+        two.restore(Delivered.of(n))
+    # instance one is gone: two owns everything; one group of one's changes
+    changed = dict(sent_one[0].group_key)["district"]
+    two.observe(_alert("late", district=changed), _at(40))
+    again = two.due(_at(31 + 301), lambda gid: True)
+    assert [(dict(n.group_key)["district"], len(n.firing)) for n in again] == [(changed, 2)]
+    assert again[0].seq == sent_one[0].seq + 1  # continues the group's sequence
