@@ -32,13 +32,25 @@ Delivery guarantees:
 * Retained status messages: MQTT 5 subscribes with retain handling 1, so the broker's retained
   states arrive once, when the session's subscription is created (events marked
   ``retained: true``), not again on every reconnect; 3.1.1 subscribes to status topics only
-  when the broker has no session for us. Brokers differ on retained messages for shared
-  subscriptions (some send none, some send them to every member; not tested here), so with a
-  share group rely on live changes; each live change reaches one replica.
+  when the broker has no session for us.
+* With a share group, status is shared like telemetry: each live status message (a will
+  included) reaches one replica and becomes exactly one event; a repeated state is not
+  suppressed there (a replica sees only part of a device's messages, so ``a: offline,
+  b: online, a: offline`` must still give three events). Retained snapshots are ignored
+  (acknowledged, counted in ``stats["snapshots_ignored"]``): MQTT 5 (4.8.2) sends none to
+  a shared subscription, but some brokers do, to *every* member (Mosquitto 2.0.11 here),
+  which would report each state once per replica. So with a share group the states
+  already on the broker when the group first subscribes are not reported, only changes
+  from then on (stale devices still show as missing telemetry). A message is a snapshot
+  iff its retain flag is set: brokers clear it on live deliveries (MQTT 3.1.1 3.3.1.3;
+  MQTT 5 unless "retain as published", which the bridge does not ask for). Two replicas
+  may produce one device's events out of MQTT order; the events' ``time`` orders them.
+  Tested in ``tests/integration/test_bridge_shared_status.py``.
 
-Threads: the caller's thread runs MQTT network I/O (paho's ``loop``, no paho thread),
-decoding, packing and acknowledgements; kafka-python's sender thread does Kafka I/O and hands
-results back through a queue. Reconnection to MQTT uses exponential backoff from 1 s to 30 s;
+Threads: the caller's thread runs MQTT network I/O (paho's external-loop API on a buffered
+socket, :mod:`connectors.bridge.buffered`; no paho thread), decoding, packing and
+acknowledgements; kafka-python's sender thread does Kafka I/O and hands results back through
+a queue. Reconnection to MQTT uses exponential backoff from 1 s to 30 s;
 kafka-python reconnects by itself (0.1 s growing to 10 s).
 """
 
@@ -46,6 +58,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -75,7 +88,7 @@ from schemas.readings import SCHEMA
 
 log = logging.getLogger(__name__)
 
-_READ_BURST = 50
+_READ_BURST = 200
 _EVENT_HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
@@ -90,9 +103,20 @@ class _Record:
     sent_at: float = 0.0
 
 
-@dataclass
-class _Held:
-    message: mqtt.MQTTMessage
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    """What the bridge keeps of a received PUBLISH.
+
+    Not paho's ``MQTTMessage``: that drags an MQTT 5 ``Properties`` object of some sixty
+    garbage-collected containers along, and a thousand of them held until Kafka acknowledges
+    made Python's cyclic GC take half of the bridge's CPU time.
+    """
+
+    topic: str
+    payload: bytes
+    retain: bool
+    mid: int
+    qos: int
     connection: int
 
 
@@ -125,10 +149,10 @@ class Bridge:
         self.subscribed = Event()
         """Set once the broker acknowledged the subscriptions of the current connection."""
         self._subscribe_mid: int | None = None
-        self.inbox: queue.SimpleQueue[tuple[mqtt.MQTTMessage, int]] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[tuple[_Record, Exception | None]] = queue.SimpleQueue()
         self.tracker = AckTracker()
-        self.held: dict[int, _Held] = {}
+        self.held: dict[int, _Inbound] = {}
         self.retry: list[tuple[float, _Record]] = []
         self.status_changes = StatusChanges()
         self._seq = 0
@@ -142,9 +166,12 @@ class Bridge:
             "readings": 0,
             "dead_letters": 0,
             "status_events": 0,
+            "snapshots_ignored": 0,
             "acked": 0,
         }
-        self.producer = make_producer(kafka_settings, f"{mqtt_settings.client_id}-producer")
+        self.producer = make_producer(
+            kafka_settings, f"{mqtt_settings.client_id}-producer", self.config.kafka_compression
+        )
         self.packer = Packer(
             self._partitions(),
             self.config.max_batch_readings,
@@ -229,7 +256,16 @@ class Bridge:
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
         # The broker's flow control (receive maximum) bounds the inbox.
-        self.inbox.put((message, self._connection))
+        self.inbox.put(
+            _Inbound(
+                message.topic,
+                bytes(message.payload),
+                bool(message.retain),
+                message.mid,
+                message.qos,
+                self._connection,
+            )
+        )
 
     def connect(self) -> None:
         """Prepare the MQTT connection; :meth:`_pump` connects (and reconnects) with backoff."""
@@ -243,8 +279,12 @@ class Bridge:
         """Do the MQTT network work in this thread (read, write, keepalive), or reconnect.
 
         One thread does MQTT I/O, decoding and acknowledgements, so there is no queue hand-off
-        and thread switch per message, and acknowledgements are written straight away. The
-        loop never blocks long (Kafka ``send`` waits at most 5 s), so keepalives keep going.
+        and thread switch per message. It drives paho through its external-loop API
+        (``loop_read``, ``loop_write``, ``loop_misc``) on a
+        :class:`~connectors.bridge.buffered.BufferedSocket`: one ``select`` and one ``recv``
+        bring many packets, which are then read from memory (up to ``_READ_BURST`` per turn,
+        so acknowledgements and Kafka keep up). The loop never blocks long (Kafka ``send``
+        waits at most 5 s), so keepalives keep going.
         """
         if self._mqtt_down:
             if self.clock() < self._reconnect_at:
@@ -255,19 +295,44 @@ class Bridge:
                 self._mqtt_down = False
             except OSError as exc:
                 self._schedule_reconnect(f"cannot connect: {exc}")
+            self._flush()
             return
-        rc = self.client.loop(timeout)
-        # loop() reads one packet; read on while packets keep coming (up to a bound), so
-        # that decoding, batching and acknowledging work on many messages at a time.
-        for _ in range(_READ_BURST):
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                break
-            before = self.inbox.qsize()
-            rc = self.client.loop_read()
-            if self.inbox.qsize() == before:
-                break
+        sock = self.client.buffered_socket()
+        if sock is None:  # paho closed it (keepalive timeout, protocol error)
+            if not self.stop.is_set():
+                self._schedule_reconnect("connection closed")
+            return
+        rc = mqtt.MQTT_ERR_SUCCESS
+        readable = sock.pending() > 0
+        if not readable:
+            try:
+                ready, writable, _ = select.select(
+                    [sock], [sock] if sock.want_flush else [], [], timeout
+                )
+            except (OSError, ValueError) as exc:
+                self._schedule_reconnect(f"socket error: {exc}")
+                return
+            readable = bool(ready)
+            if writable:
+                sock.flush()
+        if readable:
+            for _ in range(_READ_BURST):
+                rc = self.client.loop_read()
+                if rc != mqtt.MQTT_ERR_SUCCESS or not sock.pending():
+                    break
+        if rc == mqtt.MQTT_ERR_SUCCESS:
+            rc = self.client.loop_misc()  # keepalive
+        if rc == mqtt.MQTT_ERR_SUCCESS and self.client.want_write():
+            rc = self.client.loop_write()  # packets paho queued inside a callback
+        self._flush()
         if rc != mqtt.MQTT_ERR_SUCCESS and not self.stop.is_set():
             self._schedule_reconnect(mqtt.error_string(rc))
+
+    def _flush(self) -> None:
+        """Send what paho wrote (acknowledgements, pings) to the broker now."""
+        sock = self.client.buffered_socket()
+        if sock is not None:
+            sock.flush()
 
     def _schedule_reconnect(self, why: str) -> None:
         self._mqtt_down = True
@@ -337,10 +402,10 @@ class Bridge:
         )
 
     # -- one message --------------------------------------------------------------------
-    def _handle(self, message: mqtt.MQTTMessage, connection: int) -> None:
+    def _handle(self, message: _Inbound) -> None:
         self._seq += 1
         seq = self._seq
-        self.held[seq] = _Held(message, connection)
+        self.held[seq] = message
         self.tracker.open(seq)
         self.stats["messages"] += 1
         if self.metrics:
@@ -352,7 +417,7 @@ class Bridge:
             self._handle_telemetry(seq, message, now)
         self.tracker.seal(seq)
 
-    def _handle_telemetry(self, seq: int, message: mqtt.MQTTMessage, now: datetime) -> None:
+    def _handle_telemetry(self, seq: int, message: _Inbound, now: datetime) -> None:
         decoded = decode_message(message.topic, message.payload, now, self.registry, self.limits)
         for _partition in self.packer.add(seq, decoded.readings, self.clock()):
             self.tracker.expect(seq)
@@ -368,16 +433,24 @@ class Bridge:
             value = _encode_readings(readings)
             self._send(_Record(quarantine, None, key, value, {seq}))
 
-    def _handle_status(self, seq: int, message: mqtt.MQTTMessage, now: datetime) -> None:
+    def _handle_status(self, seq: int, message: _Inbound, now: datetime) -> None:
         if not message.payload.strip():
             return  # a retained status being cleared: nothing to report
+        if message.retain and self.config.share_group is not None:
+            # A snapshot sent on subscribing (live messages arrive with retain 0): with a share
+            # group, brokers that send one send it to every replica; see the module docstring.
+            self.stats["snapshots_ignored"] += 1
+            log.debug("ignoring the retained status on %s (share group)", message.topic[:256])
+            return
         decoded = decode_status(message.topic, message.payload, now, self.registry)
         if isinstance(decoded, DeadLetter):
             self._dead_letter(seq, decoded, message.topic)
             return
-        if not self.status_changes.is_change(decoded):
+        # A replica of a share group sees only some of a device's messages, so its memory of
+        # the last state is not the device's: every status message becomes an event there.
+        if self.config.share_group is None and not self.status_changes.is_change(decoded):
             return
-        self._send_status(seq, decoded, now, bool(message.retain))
+        self._send_status(seq, decoded, now, message.retain)
 
     def _send_status(self, seq: int, status: DeviceStatus, now: datetime, retained: bool) -> None:
         event = status_event(status, self.registry.device(status.device_id), now, retained)
@@ -424,7 +497,7 @@ class Bridge:
         for seq in self.tracker.releasable():
             held = self.held.pop(seq)
             if held.connection == self._connection:
-                self.client.ack(held.message.mid, held.message.qos)
+                self.client.ack(held.mid, held.qos)
                 self.stats["acked"] += 1
         if self.metrics:
             self.metrics.bridge_inflight.set(len(self.tracker) + self.inbox.qsize())
@@ -446,10 +519,11 @@ class Bridge:
                 self._pump(0.0 if busy else idle_wait)
                 busy = not self.inbox.empty()
                 while not self.inbox.empty():
-                    self._handle(*self.inbox.get_nowait())
+                    self._handle(self.inbox.get_nowait())
                 for batch in self.packer.ready(self.clock()):
                     self._send_batch(batch)
                 self._settle()
+                self._flush()
                 if self.clock() - last_log >= 10:
                     last_log = self.clock()
                     log.info("bridge: %s, unacknowledged %d", self.stats, self.unacknowledged)
@@ -469,6 +543,7 @@ class Bridge:
         deadline = self.clock() + 10
         while len(self.tracker) and not self.retry and self.clock() < deadline:
             self._settle()
+            self._flush()
             time.sleep(0.01)
         if not self._mqtt_down:
             self.client.disconnect()

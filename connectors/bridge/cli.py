@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "mqtt_version":
             kwargs.update(type=int, choices=[5, 4])
             del kwargs["metavar"]
-        elif name == "unknown_device_policy":
-            kwargs.update(choices=["reject", "quarantine"])
+        elif get_origin(info.annotation) is Literal:
+            kwargs.update(choices=list(get_args(info.annotation)))
             del kwargs["metavar"]
         elif isinstance(default, int):
             kwargs["type"] = int

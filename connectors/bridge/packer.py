@@ -24,6 +24,8 @@ import orjson
 from connectors.kafka.partitioning import partition_for
 from schemas.readings import SCHEMA, Reading
 
+_MAX_REMEMBERED = 100_000
+
 
 @dataclass
 class Batch:
@@ -55,12 +57,26 @@ class Packer:
         self.linger_s = linger_s
         self._open: dict[int, Batch] = {}
         self._full: list[Batch] = []
+        self._partition_of: dict[str, int] = {}
+
+    def partition(self, device_id: str) -> int:
+        """The device's partition (Kafka's murmur2 rule), remembered per device id.
+
+        murmur2 is pure Python (several microseconds); the registry bounds the device ids
+        that reach the packer, and the memory is cleared beyond ``_MAX_REMEMBERED`` anyway.
+        """
+        p = self._partition_of.get(device_id)
+        if p is None:
+            if len(self._partition_of) >= _MAX_REMEMBERED:
+                self._partition_of.clear()
+            p = self._partition_of[device_id] = partition_for(device_id, self.partitions)
+        return p
 
     def add(self, message_id: int, readings: list[Reading], now: float) -> list[int]:
         """Add a message's readings; returns the partitions its readings went to."""
         touched: list[int] = []
         for reading in readings:
-            p = partition_for(reading.device_id, self.partitions)
+            p = self.partition(reading.device_id)
             batch = self._open.get(p)
             if batch is None:
                 batch = self._open[p] = Batch(p, opened_at=now)

@@ -25,7 +25,9 @@ Decisions:
 * :class:`StatusChanges` suppresses a status equal to the last one this bridge published for
   that device (a device re-announcing ``online`` is not a change). It is per process memory,
   bounded by the registry (unknown devices are dead letters and never tracked): after a
-  restart the first status of each device is published again.
+  restart the first status of each device is published again. The bridge does not use it
+  with a share group: a replica sees only some of a device's messages there, so every
+  status message becomes an event (see :mod:`connectors.bridge.bridge`).
 * There is no JSON Schema for this type in ``schemas/json`` (ingest's types only): it is
   produced here, never validated by ingest.
 """

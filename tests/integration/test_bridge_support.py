@@ -8,6 +8,7 @@ sessions a test created are removed at its end (:func:`drop_session`).
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -285,3 +286,25 @@ def collect_readings(
         for _p, r in readings_of(reader.poll()):
             seen.add((r["device_id"], r["event_time"]))
     return readings_of(reader.records)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(d: Path) -> None:
+    """A throw-away CA (ca.pem), server.pem/server.key (127.0.0.1, localhost), client.pem/.key."""
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=iocstream test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d,
+    )  # fmt: skip
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
+        _openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *ext, cwd=d,
+        )  # fmt: skip

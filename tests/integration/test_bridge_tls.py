@@ -31,6 +31,7 @@ from tests.integration.test_bridge_support import (
     collect_readings,
     free_ports,
     make_fleet,
+    make_pki,
     make_topics,
     now_ms,
     reading,
@@ -45,28 +46,6 @@ USER = "ioc-bridge"
 PASSWORD = "s3cret-Tr0ub4dor-&3"
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _make_pki(d: Path) -> None:
-    """ca.pem, server.pem/server.key (127.0.0.1, localhost), client.pem/client.key."""
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", "/CN=iocstream test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d,
-    )  # fmt: skip
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
-        _openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d,
-        )  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *ext, cwd=d,
-        )  # fmt: skip
-
-
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[MqttSettings]:
     """A Mosquitto requiring TLS, a client certificate and a password; its client settings."""
@@ -74,7 +53,7 @@ def tls_broker(tmp_path: Path) -> Iterator[MqttSettings]:
     passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     d = tmp_path / "pki"
     d.mkdir()
-    _make_pki(d)
+    make_pki(d)
     passwd = d / "passwd"
     passwd.write_text("")
     passwd.chmod(0o600)

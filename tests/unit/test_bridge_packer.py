@@ -98,3 +98,15 @@ def test_unsealed_message_is_not_released_and_overacks_are_errors() -> None:
     tracker.seal(7)
     with pytest.raises(RuntimeError, match="more often"):
         tracker.done(7)
+
+
+def test_remembered_partitions_follow_kafkas_rule_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("connectors.bridge.packer._MAX_REMEMBERED", 3)
+    packer = Packer(partitions=6)
+    devices = [f"aq-{i}" for i in range(10)]
+    for _round in range(2):
+        for device in devices:
+            assert packer.partition(device) == partition_for(device, 6)
+            assert len(packer._partition_of) <= 3

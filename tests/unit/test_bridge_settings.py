@@ -176,3 +176,15 @@ def test_connect_options_per_protocol() -> None:
     assert connect_options(BridgeConfig(mqtt_version=4)) == {}
     v311 = make_mqtt_client(MqttSettings(), BridgeConfig(mqtt_version=4))
     assert v311._clean_session is False
+
+
+def test_kafka_records_are_gzip_compressed_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert producer_options(KafkaSettings(), "p")["compression_type"] == "gzip"
+    assert producer_options(KafkaSettings(), "p", "none")["compression_type"] is None
+    monkeypatch.setenv("IOC_BRIDGE_KAFKA_COMPRESSION", "none")
+    assert BridgeSettings().config().kafka_compression == "none"
+    assert load_settings(["--kafka-compression", "gzip"]).kafka_compression == "gzip"
+    with pytest.raises(SystemExit):
+        load_settings(["--kafka-compression", "lz4"])  # Faust's aiokafka could not read it
