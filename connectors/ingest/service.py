@@ -68,6 +68,8 @@ from schemas.events import STRUCTURED_CONTENT_TYPE, Event
 
 log = logging.getLogger(__name__)
 
+TOPIC_WAIT_S = 30.0  # how long a just-created inbound topic may take to show in metadata
+
 _EVENT_HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
@@ -155,6 +157,14 @@ class Ingest:
             client_id=self.client_id,
         )
 
+    def _await_topic(self, consumer: KafkaConsumer, topic: str) -> None:
+        """Wait (up to ``TOPIC_WAIT_S``) until the consumer's metadata knows ``topic``'s
+        partitions; ``RuntimeError`` if it never does."""
+        deadline = time.monotonic() + TOPIC_WAIT_S
+        while not consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline or self.stop.wait(0.2):
+                raise RuntimeError(f"topic {topic} does not exist: run `iocstream kafka init`")
+
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> None:
         """Rebuild the de-duplication memory, then consume until ``stop``.
@@ -173,6 +183,9 @@ class Ingest:
             tail.rebuild(self.stop)
             producer = self._producer()
             consumer = self._consumer()
+            # the group's assignor needs the topic's partitions when it joins: without them
+            # (a topic created a moment ago) it assigns nothing until the next metadata refresh
+            self._await_topic(consumer, self.topics.inbound)
             consumer.subscribe([self.topics.inbound], listener=_Listener(self))
             log.info(
                 "ingest consuming %s -> %s (dead letters: %s) as group %s",
