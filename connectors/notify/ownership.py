@@ -11,6 +11,11 @@ and the new owner continues from the notification log: what was delivered is not
 and a notification decided but not logged as delivered is decided again with the same
 idempotency key (at-least-once, as for a restart).
 
+A handover must not send twice what the previous owner sent: the releasing instance waits
+(up to ``RELEASE_WAIT_S``) for its deliveries in flight before its partitions move, and a new
+assignment is granted only once the instance has read the notification log up to its end as
+of the assignment (:meth:`Ownership.grant`), so every delivery logged before is known.
+
 The membership consumer never reads records: its partitions are paused as soon as they are
 assigned, and :meth:`Ownership.keep_alive` polls it (empty) so that it stays in the group.
 """
@@ -18,7 +23,7 @@ assigned, and :meth:`Ownership.keep_alive` polls it (empty) so that it stays in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -28,6 +33,7 @@ from connectors.kafka.partitioning import partition_for
 log = logging.getLogger(__name__)
 
 GroupId = tuple[str, tuple[tuple[str, str], ...]]  # (route id, group key)
+RELEASE_WAIT_S = 10.0  # longest wait for deliveries in flight when partitions are revoked
 
 
 def group_partition(gid: GroupId, partitions: int) -> int:
@@ -43,6 +49,9 @@ class _Pause(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.owner.owned = frozenset()
+        self.owner.pending = None
+        if self.owner.on_release is not None:
+            await self.owner.on_release()
         if revoked:
             released = sorted(tp.partition for tp in revoked)
             log.info("notification groups of partitions %s released", released)
@@ -51,12 +60,8 @@ class _Pause(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.owner.consumer
         if consumer is not None and assigned:
             consumer.pause(*assigned)
-        self.owner.owned = frozenset(tp.partition for tp in assigned)
-        log.info(
-            "delivering the notification groups of partitions %s of %s",
-            sorted(self.owner.owned) or "none",
-            self.owner.topic,
-        )
+        self.owner.pending = frozenset(tp.partition for tp in assigned)
+        self.owner.generation += 1
 
 
 class Ownership:
@@ -68,6 +73,9 @@ class Ownership:
         self.group_id = group_id
         self.options = options
         self.owned: frozenset[int] = frozenset()
+        self.pending: frozenset[int] | None = None  # assigned, not granted yet
+        self.generation = 0  # assignments so far
+        self.on_release: Callable[[], Awaitable[None]] | None = None
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -81,6 +89,17 @@ class Ownership:
         """Poll the membership consumer (returns at once; its partitions are paused)."""
         if self.consumer is not None:
             await self.consumer.getmany(timeout_ms=0)
+
+    def grant(self, generation: int) -> None:
+        """Own the partitions of assignment ``generation`` (if it is still the current one)."""
+        if self.pending is None or generation != self.generation:
+            return
+        self.owned, self.pending = self.pending, None
+        log.info(
+            "delivering the notification groups of partitions %s of %s",
+            sorted(self.owned) or "none",
+            self.topic,
+        )
 
     async def stop(self) -> None:
         if self.consumer is not None:

@@ -47,7 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.metrics import Metrics
 from connectors.notify.config import NotifyConfig
 from connectors.notify.dispatch import Delivered, Dispatcher, Notification
-from connectors.notify.ownership import Ownership
+from connectors.notify.ownership import RELEASE_WAIT_S, Ownership
 from connectors.notify.senders import Attempt, Senders
 from connectors.notify.silences import decode_silence
 from connectors.settings import KafkaSettings
@@ -167,6 +167,7 @@ class Notifier:
         self.senders_factory = senders_factory
         self.tasks: set[asyncio.Task[None]] = set()
         self.ownership: Ownership | None = None
+        self._log_target: tuple[int, dict[Any, int]] | None = None
         self.stopping = asyncio.Event()
 
     async def _catch_up(
@@ -231,6 +232,7 @@ class Notifier:
             self.alerts_topic, len(parts[self.alerts_topic]), group_id,
             aiokafka_options(self.kafka),
         )  # fmt: skip
+        ownership.on_release = self._finish_deliveries
         await consumer.start()
         await producer.start()
         await ownership.start()
@@ -270,6 +272,7 @@ class Notifier:
                 for m in records:
                     self._input(m)
             await ownership.keep_alive()
+            await self._maybe_grant(consumer, ownership)
             if time.monotonic() - lag_reported >= LAG_REPORT_S:
                 await self.report_lag(consumer)
                 lag_reported = time.monotonic()
@@ -287,6 +290,27 @@ class Notifier:
                 task = asyncio.create_task(self._deliver(n, senders, producer))
                 self.tasks.add(task)
                 task.add_done_callback(self._delivered)
+
+    async def _finish_deliveries(self) -> None:
+        """(Partitions revoked.) Let deliveries in flight finish and be logged, so that the
+        next owner of their groups reads them from the notification log."""
+        if self.tasks:
+            log.info("waiting for %d deliveries before the handover", len(self.tasks))
+            await asyncio.wait(set(self.tasks), timeout=RELEASE_WAIT_S)
+
+    async def _maybe_grant(self, consumer: AIOKafkaConsumer, ownership: Ownership) -> None:
+        """Grant a new assignment once the notification log is read up to its end as of the
+        assignment (every delivery of the previous owners is then known)."""
+        if ownership.pending is None:
+            return
+        generation = ownership.generation
+        if self._log_target is None or self._log_target[0] != generation:
+            tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.log_topic]
+            self._log_target = (generation, await consumer.end_offsets(tps))
+        for tp, end in self._log_target[1].items():
+            if await consumer.position(tp) < end:
+                return
+        ownership.grant(generation)
 
     async def report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Set ``iocstream_consumer_lag_records{component="notifier"}`` for the alerts and
