@@ -111,15 +111,19 @@ class PartitionBatch:
         return entry[1]
 
     def due(self, limits: Limits, now: float | None = None) -> bool:
-        """Whether the batch should be written now."""
+        """Whether the batch should be written now (full, or ``max_age_s`` old)."""
+        if self.full(limits):
+            return True
+        if self.close_at is not None:
+            return False
+        now = time.monotonic() if now is None else now
+        return now - self.started >= limits.max_age_s
+
+    def full(self, limits: Limits) -> bool:
+        """Whether the batch reached its row or byte limit, or the end of a replayed range."""
         if self.close_at is not None:
             return self.last >= self.close_at
-        now = time.monotonic() if now is None else now
-        return (
-            self.rows >= limits.max_rows
-            or self.size >= limits.max_bytes
-            or now - self.started >= limits.max_age_s
-        )
+        return self.rows >= limits.max_rows or self.size >= limits.max_bytes
 
     def inserts(self) -> list[tuple[str, Columns, str]]:
         """``(table, columns, token)`` of every non-empty table, in a fixed (name) order."""

@@ -20,6 +20,8 @@ import base64
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from operator import floordiv, itemgetter, sub
 from typing import Any
 
 import orjson
@@ -56,7 +58,7 @@ def _opt_time(value: datetime | None) -> datetime | None:
 class ColumnBlock:
     """Rows of one message already held as columns (the hot path: no transposition)."""
 
-    columns: tuple[list[Any], ...]
+    columns: tuple[Sequence[Any], ...]
     n: int
 
 
@@ -106,32 +108,81 @@ def append_message(
 # -- row builders (one per record kind) ---------------------------------------------------
 
 
-_SECONDS: dict[str, int] = {}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_FROM_ISO = datetime.fromisoformat
 
 
 def _epoch_ms(text: Any) -> int:
-    """A wire time as ``DateTime64(3)`` ticks (ms since the epoch), range-checked.
+    """A wire time as ``DateTime64(3)`` ticks (ms since the epoch), range-checked."""
+    return (_time(text) - _EPOCH) // _ONE_MS
 
-    Fast path for the canonical form ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (seconds cached: many
-    readings share them); anything else goes through :func:`_time`.
-    """
-    if type(text) is str and len(text) == 24 and text[19] == "." and text[23] == "Z":
-        millis = text[20:23]
-        if millis.isdigit():
-            head = text[:19]
-            seconds = _SECONDS.get(head)
-            if seconds is None:
-                if len(_SECONDS) >= 65_536:
-                    _SECONDS.clear()
-                seconds = _SECONDS[head] = (_time(head + "Z") - _EPOCH) // timedelta(seconds=1)
-            return seconds * 1000 + int(millis)
-    return (_time(text) - _EPOCH) // timedelta(milliseconds=1)
+
+def _column_ms(texts: Sequence[Any]) -> list[int] | None:
+    """:func:`_epoch_ms` of a whole column, each step in C; None if any value needs the
+    per-value path (naive or out of range). Raises TypeError/ValueError for a non-time."""
+    times = list(map(_FROM_ISO, texts))
+    if not (min(times) >= _MIN_TIME and max(times) <= _MAX_TIME):  # TypeError if naive
+        return None
+    return list(map(floordiv, map(sub, times, repeat(_EPOCH)), repeat(_ONE_MS)))
+
+
+_READING_FIELDS = (
+    "device_id", "device_kind", "district", "ward", "metric", "value", "unit", "event_time",
+    "receive_time", "time_source", "source",
+)  # fmt: skip
+_ALL_FIELDS = itemgetter(*_READING_FIELDS)
+_TIME_SOURCES = frozenset(("device", "receive"))
+_STR_ONLY = {str}
+_FLOAT_ONLY = {float}
+_NUMBERS = frozenset((float, int))
 
 
 def _readings(value: bytes) -> ColumnBlock:
-    """Readings as columns (the hot path: built column-wise, transposed by the caller)."""
+    """Readings as columns (the hot path: built column-wise, transposed in C).
+
+    Fast path: when every reading has every field and every text field is a ``str``, the
+    columns come from one C-level transposition and are checked column by column. Otherwise
+    (optional fields left out, numbers where text is expected, ...) the per-reading path
+    converts field by field; both give the same columns for the same value.
+    """
     objs = decode_batch_objects(value)
+    try:
+        block = _readings_fast(objs)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        block = None  # the per-reading path raises the precise error, if any
+    return block if block is not None else _readings_checked(objs)
+
+
+def _readings_fast(objs: Sequence[Any]) -> ColumnBlock | None:
+    """The columns of complete, well-typed readings, or None if any is not."""
+    if not objs:
+        return None
+    device, kind, district, ward, metric, value, unit, event, receive, source_of, source = zip(
+        *map(_ALL_FIELDS, objs), strict=True
+    )
+    for column in (device, kind, district, ward, metric, unit, source):
+        if set(map(type, column)) != _STR_ONLY:
+            return None
+    if not set(source_of) <= _TIME_SOURCES:
+        return None
+    value_types = set(map(type, value))
+    if value_types != _FLOAT_ONLY:
+        if not value_types <= _NUMBERS:
+            return None
+        value = tuple(map(float, value))
+    event_ms, receive_ms = _column_ms(event), _column_ms(receive)
+    if event_ms is None or receive_ms is None:
+        return None
+    columns = (
+        device, kind, district, ward, metric, value, unit, event_ms, receive_ms, source_of,
+        source,
+    )  # fmt: skip
+    return ColumnBlock(columns, len(objs))
+
+
+def _readings_checked(objs: Sequence[Any]) -> ColumnBlock:
+    """Readings as columns, field by field (optional fields defaulted, values converted)."""
     for o in objs:
         if o.get("time_source", "device") not in ("device", "receive"):
             raise ValueError(f"unknown time_source {o.get('time_source')!r}")
