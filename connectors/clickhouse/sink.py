@@ -208,13 +208,15 @@ class ClickHouseSink:
         self.unchecked.update(assigned)
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        # what was handed to the insert thread for these partitions is written (and its
-        # offsets committed) before they move: a batch recorded in the ledger after the next
-        # owner read it would be written twice, under two different deduplication tokens
-        gone = set(revoked)
-        if any(item.tp in gone for item in self.inflight):
-            log.info("finishing %d handed-out batches before the rebalance", len(self.inflight))
-            self._reap(block=True)
+        # what was handed to the insert thread for these partitions is written before they
+        # move: a batch recorded in the ledger after the next owner read it would be written
+        # twice, under two different deduplication tokens. Only waited for, not committed
+        # (kafka-python runs this callback on its IO thread, where a commit cannot block);
+        # the next owner replays the last recorded range idempotently.
+        handed_out = [item.future for item in self.inflight if item.tp in set(revoked)]
+        if handed_out:
+            log.info("finishing %d handed-out batches before the rebalance", len(handed_out))
+            wait(handed_out)
         for tp in revoked:
             self._next_seen.pop(tp, None)
             batch = self.pending.pop(tp, None)
