@@ -60,6 +60,8 @@ from connectors.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+REVOKE_WAIT_S = 30.0  # longest wait for handed-out batches when partitions are revoked
+
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
 
 #: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
@@ -216,7 +218,7 @@ class ClickHouseSink:
         handed_out = [item.future for item in self.inflight if item.tp in set(revoked)]
         if handed_out:
             log.info("finishing %d handed-out batches before the rebalance", len(handed_out))
-            wait(handed_out)
+            wait(handed_out, timeout=REVOKE_WAIT_S)  # bounded: ClickHouse may be down
         for tp in revoked:
             self._next_seen.pop(tp, None)
             batch = self.pending.pop(tp, None)
