@@ -44,9 +44,9 @@ from connectors.kafka.partitioning import partition_for
 from connectors.settings import ClickHouseSettings, KafkaSettings
 from schemas.readings import SCHEMA, format_time
 
-# Behind `make soak` until the worker's rebalance stall is fixed: a worker that is assigned
-# partitions while a backlog waits sometimes never processes them (2 runs in 5 here); see
-# streams/agents/readings.py "Lost queue after recovery" and the open issue.
+# Behind `make soak`: five processes with two rebalances saturate a 2-core machine for about
+# a minute. Its failures led to the first-offset check (streams/agents/readings.py), the
+# seek correction (streams/faust_patches.py) and the sink's rebalance fixes.
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 PARTITIONS = 12
