@@ -29,10 +29,9 @@ Guarantees (at-least-once delivery made effectively-once by idempotent writes):
   bytes, the message timestamp as time) in the same batch; it never blocks the partition.
 
 Rebalance: the unwritten batch of a revoked partition is dropped (its offsets were not
-committed, so the next owner reads them again; if that is this sink, which kafka-python lets
-go on from its old position, the sink seeks back to the dropped batch's first offset). A sink
-that lost a partition while in a retry loop may still finish that insert; the next owner
-replays the same recorded range with the same tokens, so the result is still one copy.
+committed, so the next owner reads them again). A sink that lost a partition while in a retry
+loop may still finish that insert; the next owner replays the same recorded range with the
+same tokens, so the result is still one copy.
 """
 
 from __future__ import annotations
@@ -54,15 +53,13 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import CommitFailedError, KafkaError
 
 from connectors.clickhouse.batch import Limits, PartitionBatch
-from connectors.clickhouse.client import InsertTypes
 from connectors.clickhouse.rows import Columns, TopicRoute
 from connectors.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-REVOKE_WAIT_S = 30.0  # longest wait for handed-out batches when partitions are revoked
-
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
+POSITION_TIMEOUT_MS = 5_000  # longest wait for a newly assigned partition's position
 
 #: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
 INSERT_SETTINGS: Mapping[str, Any] = {
@@ -108,19 +105,15 @@ class ClickHouseSink:
     ) -> None:
         self.metrics = metrics
         self.client = client
-        self.types = InsertTypes(client)
         self.routes = dict(routes)
         self.config = config or SinkConfig()
         self.consumer = consumer_factory()
         self.pending: dict[TopicPartition, PartitionBatch] = {}
         self.replay: dict[TopicPartition, int] = {}
         self.unchecked: set[TopicPartition] = set()
-        self.dropped: dict[TopicPartition, int] = {}  # first offset of a batch dropped on revoke
-        self.rewind: dict[TopicPartition, int] = {}  # kept partitions to move back there
         self.stop = Event()
         self.failing = Event()
         self.rows_written = 0
-        self.rows_inserted = 0  # by the insert thread, as each batch's inserts succeed
         self._next_seen: dict[TopicPartition, int] = {}  # next offset after the last polled
         self._lag_reported = 0.0
         self.paused = False
@@ -145,20 +138,22 @@ class ClickHouseSink:
 
     def _record(self, batch: PartitionBatch) -> None:
         row = [batch.topic, batch.partition, batch.first, batch.last, datetime.now(UTC)]
-        names = ["topic", "partition", "first_offset", "last_offset", "recorded_at"]
         self._retry(
             "record sink_ledger",
-            lambda: self._insert_once("sink_ledger", names, [[v] for v in row]),
+            lambda: self.client.insert(
+                "sink_ledger",
+                [row],
+                column_names=["topic", "partition", "first_offset", "last_offset", "recorded_at"],
+            ),
             "sink_ledger",
         )
 
     def _check_assigned(self, polled: Mapping[TopicPartition, list[Any]]) -> set[TopicPartition]:
         """Resume newly assigned partitions at their recorded batch; returns those moved.
 
-        Runs in the main loop. ``polled`` are the records the last poll returned: a
-        partition is checked when its first records arrive (its position is their first
-        offset), never with ``position()``, which waits for the group coordinator and,
-        mid-rebalance, would hold up every partition; until then nothing of it was added.
+        Runs in the main loop (kafka-python forbids blocking calls in rebalance callbacks).
+        ``polled`` are the records the last poll returned: a partition's position is its
+        first polled offset, or else the consumer's position.
         """
         moved: set[TopicPartition] = set()
         assigned = self.consumer.assignment()
@@ -166,25 +161,19 @@ class ClickHouseSink:
         for tp in sorted(self.unchecked, key=lambda t: (t.topic, t.partition)):
             if tp not in assigned:
                 continue
-            if not polled.get(tp):
-                retry.add(tp)  # nothing read for it yet: decided with its first records
-                continue
-            rewind = self.rewind.pop(tp, None)
-            if rewind is not None:
-                log.info(
-                    "%s[%d]: kept across a rebalance; reading again from %d, the first offset "
-                    "of the batch dropped when it was revoked",
-                    tp.topic,
-                    tp.partition,
-                    rewind,
-                )
-                self.consumer.seek(tp, rewind)
-                moved.add(tp)
             recorded = self.recorded_range(tp)
             if recorded is None:
                 continue
             first, last = recorded
-            position = rewind if rewind is not None else polled[tp][0].offset
+            if polled.get(tp):
+                position: int | None = polled[tp][0].offset
+            else:
+                # bounded: an unbounded position() blocks the loop (and so every partition)
+                # for as long as the group coordinator cannot answer, e.g. mid-rebalance
+                position = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+            if position is None:  # nothing polled for it, so nothing to hold back: next loop
+                retry.add(tp)
+                continue
             if position <= last:
                 log.info(
                     "%s[%d]: position %d is within or before the recorded batch %d-%d; "
@@ -202,28 +191,13 @@ class ClickHouseSink:
         return moved
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        # kafka-python keeps the position (and fetched records) of a partition that was
-        # revoked and assigned again in the same rebalance: it would go on after the batch
-        # dropped on revocation, so such a partition is moved back to that batch's start
-        self.rewind = {tp: self.dropped[tp] for tp in assigned if tp in self.dropped}
-        self.dropped = {}
         self.unchecked.update(assigned)
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        # what was handed to the insert thread for these partitions is written before they
-        # move: a batch recorded in the ledger after the next owner read it would be written
-        # twice, under two different deduplication tokens. Only waited for, not committed
-        # (kafka-python runs this callback on its IO thread, where a commit cannot block);
-        # the next owner replays the last recorded range idempotently.
-        handed_out = [item.future for item in self.inflight if item.tp in set(revoked)]
-        if handed_out:
-            log.info("finishing %d handed-out batches before the rebalance", len(handed_out))
-            wait(handed_out, timeout=REVOKE_WAIT_S)  # bounded: ClickHouse may be down
         for tp in revoked:
             self._next_seen.pop(tp, None)
             batch = self.pending.pop(tp, None)
             if batch is not None and batch.first >= 0:
-                self.dropped[tp] = batch.first
                 log.info(
                     "%s[%d]: revoked; dropping unwritten offsets %d-%d (the next owner reads "
                     "them again)",
@@ -237,8 +211,7 @@ class ClickHouseSink:
 
     # -- batching -----------------------------------------------------------------------
     def add(self, tp: TopicPartition, value: bytes, offset: int, timestamp_ms: int = 0) -> None:
-        """Add one message to ``tp``'s batch (writing the batch first if it must end, and
-        then if it is full)."""
+        """Add one message to ``tp``'s batch (writing the batch first if it must end)."""
         batch = self.pending.get(tp)
         close_at = self.replay.get(tp)
         if batch is not None and batch.close_at is not None and offset > batch.close_at:
@@ -262,10 +235,6 @@ class ClickHouseSink:
             )
             if self.metrics:
                 self.metrics.dead_letters.labels("sink", "poison_row").inc()
-        if batch.full(self.config.limits):
-            # now, not after the whole poll: the insert thread writes it while the next
-            # messages are decoded (one poll can hold many batches' worth of messages)
-            self.flush(tp)
 
     def flush(self, tp: TopicPartition) -> None:
         """Hand ``tp``'s batch to the insert thread; it is committed once written."""
@@ -290,7 +259,6 @@ class ClickHouseSink:
                 self.metrics.sink_bytes.labels(table).inc(batch.table_bytes.get(table, 0))
                 self.metrics.sink_batch_rows.observe(batch.table_rows.get(table, 0))
                 self.metrics.sink_batch_bytes.observe(batch.table_bytes.get(table, 0))
-        self.rows_inserted += batch.rows
 
     def _reap(self, block: bool = False) -> None:
         """Commit written batches in order (all in-flight ones if ``block``)."""
@@ -329,29 +297,12 @@ class ClickHouseSink:
         data = [cols[n] for n in names]
         settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
         self._retry(
-            f"insert into {table}", lambda: self._insert_once(table, names, data, settings), table
+            f"insert into {table}",
+            lambda: self.client.insert(
+                table, data, column_names=names, column_oriented=True, settings=settings
+            ),
+            table,
         )
-
-    def _insert_once(
-        self,
-        table: str,
-        names: list[str],
-        data: list[Any],
-        settings: Mapping[str, Any] | None = None,
-    ) -> None:
-        """One column-oriented insert, encoded with the table's cached wire types."""
-        try:
-            self.client.insert(
-                table,
-                data,
-                column_names=names,
-                column_type_names=self.types.wire_names(table, names),
-                column_oriented=True,
-                settings=dict(settings or {}),
-            )
-        except Exception:
-            self.types.forget(table)  # described again before the retry
-            raise
 
     def _retry(self, what: str, call: Callable[[], Any], table: str = "") -> Any:
         """``call()`` until it succeeds; exponential backoff with full jitter meanwhile.
@@ -401,11 +352,6 @@ class ClickHouseSink:
     def run(self) -> None:
         """Consume until ``stop`` is set; then write what is pending (unless ClickHouse is
         down) and leave the group."""
-        for topic in self.routes:
-            # metadata first: a group joined before the topic's partitions are known gets
-            # an empty assignment, and kafka-python may not rebalance for minutes
-            if not self.consumer.partitions_for_topic(topic):
-                log.warning("%s: no partitions known (yet); consuming it once it exists", topic)
         self.consumer.subscribe(list(self.routes), listener=_Listener(self))
         log.info("sink consuming %s", ", ".join(self.routes))
         limits = self.config.limits
@@ -421,7 +367,7 @@ class ClickHouseSink:
                 records = self.consumer.poll(
                     timeout_ms=timeout_ms, max_records=self.config.max_poll_records
                 )
-                if any(records.get(tp) for tp in self.unchecked):
+                if self.unchecked:
                     self._reap(block=True)  # the ledger must show every range handed out
                     moved = self._check_assigned(records)
                     records = {tp: m for tp, m in records.items() if tp not in moved}

@@ -34,6 +34,15 @@ def _delivered_by(service: Service) -> list[str]:
     return NOTIFIED.findall(text)
 
 
+GRANTED = re.compile(r"delivering the notification groups of partitions \[([0-9, ]*)\]")
+
+
+def _owned(service: Service) -> bool:
+    """Whether the service's last granted assignment is exactly one partition."""
+    grants = GRANTED.findall(service.log.read_text())
+    return bool(grants) and len(grants[-1].split(",")) == 1
+
+
 def _wait(cond: object, what: str, *services: Service) -> None:
     deadline = time.monotonic() + WAIT_S
     while not cond():  # type: ignore[operator]
@@ -54,10 +63,13 @@ def test_two_notifiers_split_the_groups_and_the_survivor_takes_over(
             setup.service.name + "-b", code, {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path
         )
         try:
-            for i, district in enumerate(DISTRICTS):
-                setup.publish(f"fp-{i}", district, "firing", 2)
             setup.service.start()
             other.start()
+            # both in the group with one partition each before any alert (else the first
+            # to join may deliver every group before the other arrives)
+            _wait(lambda: _owned(setup.service) and _owned(other), "both to own", setup.service)
+            for i, district in enumerate(DISTRICTS):
+                setup.publish(f"fp-{i}", district, "firing", 2)
             receiver.wait_for("/hook", len(DISTRICTS), setup.service)
             time.sleep(3)  # more than group_interval: a duplicate would have come by now
             bodies = [body for _, body in receiver.requests["/hook"]]
