@@ -31,7 +31,7 @@ from typing import Any, Final
 from connectors.metrics import Metrics
 from connectors.settings import KafkaSettings, TopicSettings
 from schemas.indicator_values import encode_value
-from streams.agents.stateful import StatefulAgent, ack_when_durable
+from streams.agents.stateful import StatefulAgent, ack_when_durable, internal_topic, state_table
 from streams.app import WorkerSettings
 from streams.district_health import WINDOW_S, expected_devices
 from streams.district_partition import DistrictState, InputError, encode_tick
@@ -69,20 +69,12 @@ class DistrictAgent(StatefulAgent):
         self.grace_ms = round(grace_s * 1000)
         self.indicators_topic_name = topics.indicators
         self.internal_name = district_inputs_topic(app.conf.id)
-        inputs = app.topic(
-            self.internal_name,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            internal=True,
-        )
-        table = app.Table(
+        inputs = internal_topic(app, self.internal_name, partitions)
+        table = state_table(
+            app,
             TABLE_NAME,
-            default=None,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            help="district windows: station AQI and reporting devices, emissions, watermark",
+            partitions,
+            "district windows: station AQI and reporting devices, emissions, watermark",
         )
         super().__init__(
             app,

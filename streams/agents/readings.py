@@ -90,8 +90,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from faust.types import TP
@@ -104,6 +103,7 @@ from schemas.indicators import encode_indicator
 from schemas.readings import ReadingFormatError, format_time
 from streams.agents.offsets import check_contiguous
 from streams.agents.partition import BatchOutcome, PartitionState
+from streams.agents.stateful import ack_when_durable, dead_letter
 from streams.agents.ticks import IdleTracker, decode_message, encode_tick
 from streams.gauge_levels import GaugeConfig
 from streams.window_specs import WindowSpec
@@ -339,7 +339,7 @@ class ReadingWindowsAgent:
             objs, tick = decode_message(value)
         except ReadingFormatError as exc:
             objs = []
-            malformed = self._dead_letter("malformed_payload", str(exc), message, "", value)
+            malformed = dead_letter("malformed_payload", str(exc), message, value)
         outcome = state.apply(o, objs, tick)
         if outcome.replayed:
             self.stats.replayed += 1
@@ -380,7 +380,7 @@ class ReadingWindowsAgent:
                     # Faust's send_changelog buffer, which costs ~100 us a record
                     pending.append(await producer.send(changelog, key, record, p, None, None))
                 if events:
-                    self._ack_when_durable(events, pending)
+                    ack_when_durable(events, pending, self._crash)
 
     def _deferred_checkpoint(self) -> None:
         self._deferred = None
@@ -419,7 +419,7 @@ class ReadingWindowsAgent:
             sends.append(await producer.send(topic, key, encode_value(derived), None, None, None))
         letters = [malformed] if malformed else []
         letters += [
-            self._dead_letter(r.reason, r.detail, message, r.device_id, r.payload)
+            dead_letter(r.reason, r.detail, message, r.payload, source_id=r.device_id)
             for r in outcome.rejected
         ]
         for letter in letters:
@@ -461,42 +461,10 @@ class ReadingWindowsAgent:
                 malformed.detail,
             )
 
-    def _dead_letter(
-        self, reason: Any, detail: str, message: Any, device_id: str, payload: bytes
-    ) -> DeadLetter:
-        key = message.key
-        source_id = device_id or (key.decode("utf-8", "replace") if key else "")
-        return DeadLetter(
-            reason=reason,
-            detail=detail,
-            source=f"kafka:{message.topic}/{message.partition}/{message.offset}",
-            source_id=source_id,
-            received_at=datetime.now(UTC),
-            payload=payload,
-        )
-
-    def _ack_when_durable(self, events: list[Any], pending: list[Awaitable[Any]]) -> None:
-        if not pending:
-            for event in events:
-                event.ack()
-            return
-        done: asyncio.Future[list[Any]] = asyncio.gather(*pending)
-        done.add_done_callback(self._acker(events))
-
-    def _acker(self, events: list[Any]) -> Callable[[asyncio.Future[list[Any]]], None]:
-        def ack(fut: asyncio.Future[list[Any]]) -> None:
-            if fut.cancelled() or fut.exception() is not None:
-                exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
-                log.error("state records up to %s not written: %r; stopping",
-                          events[-1].message, exc)  # fmt: skip
-                task = asyncio.ensure_future(self.app.crash(exc))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-                return
-            for event in events:
-                event.ack()
-
-        return ack
+    def _crash(self, exc: BaseException) -> None:
+        task = asyncio.ensure_future(self.app.crash(exc))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def report_lag(self) -> None:
         """Set ``iocstream_consumer_lag_records{component="worker"}`` for the readings topic:

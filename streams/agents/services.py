@@ -43,7 +43,13 @@ from connectors.metrics import Metrics
 from connectors.settings import KafkaSettings, TopicSettings
 from schemas.events import EventFormatError
 from schemas.indicator_values import encode_value
-from streams.agents.stateful import StatefulAgent, ack_when_durable, dead_letter
+from streams.agents.stateful import (
+    StatefulAgent,
+    ack_when_durable,
+    dead_letter,
+    internal_topic,
+    state_table,
+)
 from streams.app import WorkerSettings
 from streams.service_kpis import KIND_OF_TYPE
 from streams.service_partition import ServicePartition, decode_message, encode_tick
@@ -85,20 +91,12 @@ class ServiceKpiAgent(StatefulAgent):
         self.indicators_topic_name = topics.indicators
         self.internal_name = by_district_topic(app.conf.id)
         self.events = app.topic(topics.events, key_type=bytes, value_type=bytes)
-        by_district = app.topic(
-            self.internal_name,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            internal=True,
-        )
-        table = app.Table(
+        by_district = internal_topic(app, self.internal_name, partitions)
+        table = state_table(
+            app,
             TABLE_NAME,
-            default=None,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            help="service items, KPI emissions and watermarks per by-district partition",
+            partitions,
+            "service items, KPI emissions and watermarks per by-district partition",
         )
         super().__init__(
             app,

@@ -239,14 +239,33 @@ class StatefulAgent:
         task.add_done_callback(self._background.discard)
 
 
-def dead_letter(reason: Reason, detail: str, message: Any, payload: bytes) -> DeadLetter:
-    """A dead letter for ``message`` (its key as source id)."""
+def internal_topic(app: Any, name: str, partitions: int) -> Any:
+    """The app's internal topic ``name`` (bytes in and out, ``partitions`` partitions)."""
+    return app.topic(name, key_type=bytes, value_type=bytes, partitions=partitions, internal=True)
+
+
+def state_table(app: Any, name: str, partitions: int, help_text: str) -> Any:
+    """A changelog-backed table of bytes records partitioned like the agent's input."""
+    return app.Table(
+        name,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        help=help_text,
+    )
+
+
+def dead_letter(
+    reason: Reason, detail: str, message: Any, payload: bytes, *, source_id: str = ""
+) -> DeadLetter:
+    """A dead letter for ``message`` (source id: ``source_id``, else the message's key)."""
     key = message.key
     return DeadLetter(
         reason=reason,
         detail=detail,
         source=f"kafka:{message.topic}/{message.partition}/{message.offset}",
-        source_id=key.decode("utf-8", "replace") if key else "",
+        source_id=source_id or (key.decode("utf-8", "replace") if key else ""),
         received_at=datetime.now(UTC),
         payload=payload,
     )
