@@ -220,6 +220,27 @@ class AlertState:
         return self.silenced_until is not None and now < self.silenced_until
 
 
+_STATE_FIELDS: Final = tuple(AlertState.__dataclass_fields__)
+
+
+def evolve(state: AlertState, **changes: Any) -> AlertState:
+    """A copy of ``state`` with ``changes``, *without* re-running its validation.
+
+    For the state machine's own quiet updates (value, memory, timers), whose types it
+    guarantees, on its hot path (every observation); about five times cheaper than
+    :func:`dataclasses.replace`. Anything from outside (decoded records, operator actions) and
+    every lifecycle change goes through the validating constructor. Unknown field names raise
+    ``TypeError``, as ``replace`` does.
+    """
+    unknown = changes.keys() - AlertState.__dataclass_fields__.keys()
+    if unknown:
+        raise TypeError(f"AlertState has no field(s) {sorted(unknown)}")
+    new = object.__new__(AlertState)
+    for name in _STATE_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(state, name))
+    return new
+
+
 _STATE_TIMES: Final = (
     "pending_since",
     "active_since",

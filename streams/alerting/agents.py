@@ -4,11 +4,17 @@ Thin around the pure parts (:mod:`streams.alerting.inputs`, :mod:`streams.alerti
 the design and the no-duplicate argument are in ``streams/alerting/__init__.py``.
 
 * Forwarders (stage 1, stateless): ``ioc.readings``, ``ioc.indicators``, ``ioc.events`` and
-  ``ioc.alert-actions`` → the internal topic keyed by fingerprint. An input message is
-  acknowledged once Kafka has acknowledged every internal message made from it.
+  ``ioc.alert-actions`` → the internal topic, partitioned by fingerprint: the observations of
+  one input message go as one ``pack`` per internal partition, actions one by one keyed by
+  their fingerprint. An input message is acknowledged once Kafka has acknowledged every
+  internal message made from it.
 * Evaluator (stage 2): one internal message at a time; publishes the events on ``ioc.alerts``
-  and waits for Kafka's acknowledgement, *then* writes the changed state records to the
-  table's changelog, and acknowledges the message once those are durable.
+  and waits for Kafka's acknowledgement, *then* updates the state records. Records are
+  written to the table's changelog in rounds (every :data:`FLUSH_INTERVAL_S`, after
+  :data:`FLUSH_MAX_INPUTS` inputs, and at every rebalance), each fingerprint once per round
+  with its latest record, as Kafka Streams' record cache does; the messages of a round are
+  acknowledged once its records are durable. So a device reporting every second costs one
+  changelog record a round, not one per reading, and an alert's events are never delayed.
 * Tick timer: every ``tick_interval_s``, a tick to each internal partition this worker owns,
   at the local clock held back while the inputs are being caught up
   (:mod:`streams.alerting.clock`).
@@ -40,10 +46,12 @@ from streams.alerting.inputs import (
     AlertInput,
     AlertInputError,
     ObservationBuilder,
+    ObsInput,
     TickInput,
     decode_input,
     encode_input,
     group_observations,
+    pack_by_partition,
     reading_observations,
 )
 from streams.alerting.lag import TopicPartitionKey, topic_lags
@@ -54,6 +62,9 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "alert-state"
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauges are refreshed
+FLUSH_INTERVAL_S = 0.2  # longest time a changed state record waits for its changelog write
+FLUSH_MAX_INPUTS = 1_000  # inputs applied before their records are written whatever the time
+PACK_KEY = b"\x00pack"  # key of a pack (sent to an explicit partition; keys are not used)
 
 
 def inputs_topic_name(app_id: str) -> str:
@@ -117,6 +128,9 @@ class AlerterAgents:
         self._next_offset: dict[int, int] = {}  # internal topic: partition -> next offset
         self._next_input: dict[TopicPartitionKey, int] = {}  # input topics, for the lag
         self._background: set[asyncio.Future[Any]] = set()
+        self._metrics_wanted = rules.metrics()
+        self._unflushed: dict[tuple[int, bytes], bytes] = {}  # (partition, key) -> record
+        self._unacked: list[Any] = []  # applied inputs whose records are not yet durable
         self._input_topics = {topics.readings, topics.indicators, topics.events}
         self._lag_topics = (*sorted(self._input_topics | {topics.alert_actions}), self.inputs_name)
         self._progress: dict[Any, Progress] = {}
@@ -136,6 +150,7 @@ class AlerterAgents:
         app.agent(self.inputs, name="alert-evaluate")(self.evaluate)
         app.timer(tick_interval_s, name="alert-ticks")(self.send_ticks)
         app.timer(stats_interval_s, name="alert-stats")(self.log_stats)
+        app.timer(FLUSH_INTERVAL_S, name="alert-state-flush")(self.flush_timer)
         if metrics is not None:
             app.timer(LAG_REPORT_S, name="alert-lag")(self.report_lag)
         app.on_partitions_assigned.connect(self._on_rebalance)
@@ -145,6 +160,7 @@ class AlerterAgents:
     # --- rebalances ---------------------------------------------------------------------------
 
     async def _on_rebalance(self, sender: Any, *args: Any, **_: Any) -> None:
+        self.flush()  # records of partitions about to move must be on their changelog now
         self._parts = None  # rebuilt from the recovered table at the next internal message
         self._next_offset.clear()
         self._next_input.clear()
@@ -180,7 +196,7 @@ class AlerterAgents:
         except ReadingFormatError:
             return []  # the stream worker dead-letters malformed batches
         now = datetime.now(UTC)
-        obs = reading_observations(self.builder, objs)
+        obs = reading_observations(self.builder, objs, self._metrics_wanted)
         return [(i.fingerprint.encode(), i) for i in group_observations(self.rules, obs, now)]
 
     def _from_indicators(self, value: bytes) -> list[tuple[bytes, AlertInput]]:
@@ -227,9 +243,18 @@ class AlerterAgents:
                 sends = [
                     await self.inputs.send(key=key, value=encode_input(item), force=True)
                     for key, item in items
+                    if not isinstance(item, ObsInput)
                 ]
-                self.stats.forwarded += len(sends)
-                self._ack_when_durable(event, sends)
+                packs = pack_by_partition(
+                    (i for _, i in items if isinstance(i, ObsInput)), self.partitions
+                )
+                for p, pack in sorted(packs.items()):
+                    value = encode_input(pack)
+                    sends.append(
+                        await self.inputs.send(key=PACK_KEY, value=value, partition=p, force=True)
+                    )
+                self.stats.forwarded += len(items)
+                self._ack_when_durable([event], sends)
 
         forward.__qualname__ = forward.__name__ = f"forward{convert.__name__}"
         return forward
@@ -246,22 +271,25 @@ class AlerterAgents:
                 await self.app.crash(gap)
                 raise gap
             try:
-                pending = await self.handle(message)
+                await self.handle(message)
             except Exception as exc:
                 log.exception("evaluating %s failed; stopping the alerter", message)
                 await self.app.crash(exc)
                 raise
-            self._ack_when_durable(event, pending)
+            self._unacked.append(event)
+            if len(self._unacked) >= FLUSH_MAX_INPUTS:
+                self.flush()
 
-    async def handle(self, message: Any) -> list[Awaitable[Any]]:
-        """Apply one internal message; returns the futures of its state records."""
+    async def handle(self, message: Any) -> None:
+        """Apply one internal message: its events are durable on return, its changed state
+        records are in the table and wait for the next :meth:`flush`."""
         p: int = message.partition
         try:
             item = decode_input(message.value or b"")
         except AlertInputError as exc:
             log.warning("partition %d offset %d: %s", p, message.offset, exc)
             self.stats.rejected += 1
-            return []
+            return
         self.stats.inputs += 1
         if isinstance(item, TickInput):
             self.stats.ticks += 1
@@ -286,13 +314,29 @@ class AlerterAgents:
         for e in outcome.events:
             log.info("alert %s %s (%s): %s", e.fingerprint, e.kind, e.rule, e.detail)
         self.stats.events += len(sends)
-        pending: list[Awaitable[Any]] = []
         for fp in outcome.dirty:
             key = fp.encode()
             record = part.record(fp)
             self.table.data[key] = record
-            pending.append(self.table.send_changelog(p, key, record, "raw", "raw"))
-        return pending
+            self._unflushed[(p, key)] = record
+
+    def flush(self) -> None:
+        """Write the changed state records (the latest of each) to the changelog and
+        acknowledge the inputs applied so far once they are durable. Synchronous: nothing can
+        be applied between taking the round and sending it."""
+        if not self._unacked and not self._unflushed:
+            return
+        records, self._unflushed = self._unflushed, {}
+        inputs, self._unacked = self._unacked, []
+        pending = [
+            self.table.send_changelog(p, key, record, "raw", "raw")
+            for (p, key), record in records.items()
+        ]
+        self._ack_when_durable(inputs, pending)
+
+    async def flush_timer(self) -> None:
+        """:meth:`flush` every :data:`FLUSH_INTERVAL_S`."""
+        self.flush()
 
     # --- timers -------------------------------------------------------------------------------
 
@@ -346,22 +390,30 @@ class AlerterAgents:
 
     # --- acknowledgements ---------------------------------------------------------------------
 
-    def _ack_when_durable(self, event: Any, pending: list[Awaitable[Any]]) -> None:
+    def _ack_when_durable(self, events: list[Any], pending: list[Awaitable[Any]]) -> None:
         if not pending:
-            event.ack()
+            for event in events:
+                event.ack()
             return
         done: asyncio.Future[list[Any]] = asyncio.gather(*pending)
-        done.add_done_callback(self._acker(event))
+        done.add_done_callback(self._acker(events))
 
-    def _acker(self, event: Any) -> Callable[[asyncio.Future[list[Any]]], None]:
+    def _acker(self, events: list[Any]) -> Callable[[asyncio.Future[list[Any]]], None]:
         def ack(fut: asyncio.Future[list[Any]]) -> None:
             if fut.cancelled() or fut.exception() is not None:
                 exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
-                log.error("records of %s not written: %r; stopping", event.message, exc)
+                first = events[0].message if events else None
+                log.error(
+                    "records of %d input(s) from %s not written: %r; stopping",
+                    len(events),
+                    first,
+                    exc,
+                )
                 task = asyncio.ensure_future(self.app.crash(exc))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
                 return
-            event.ack()
+            for event in events:
+                event.ack()
 
         return ack

@@ -28,9 +28,9 @@ from typing import Final
 import orjson
 
 from schemas.alerts import AlertEvent, AlertFormatError, AlertState, state_from_dict, state_to_dict
-from streams.alerting.inputs import ActionInput, AlertInput, ObsInput, TickInput
+from streams.alerting.inputs import ActionInput, AlertInput, ObsInput, PackInput, TickInput
 from streams.alerts.actions import ActionRejected, apply_action
-from streams.alerts.machine import observe, tick
+from streams.alerts.machine import observe_selected, tick
 from streams.alerts.rules import Rule, RuleSet
 
 RECORD_VERSION: Final = 1
@@ -56,7 +56,11 @@ class Outcome:
     events: list[AlertEvent] = field(default_factory=list)
     dirty: list[str] = field(default_factory=list)
     rejected: str = ""  # why an action or observation was not applied ("" if it was)
-    replayed: bool = False
+    replayed: bool = False  # (some of) the input had been applied before: skipped
+
+    def reject(self, reason: str) -> None:
+        """Record why (part of) the input was not applied."""
+        self.rejected = f"{self.rejected}; {reason}" if self.rejected else reason
 
 
 def _rules_by_name(rules: RuleSet) -> dict[str, Rule]:
@@ -77,6 +81,9 @@ class AlertPartition:
         out = Outcome(offset)
         if isinstance(item, ObsInput):
             self._observe(out, item)
+        elif isinstance(item, PackInput):
+            for one in item.items:  # distinct fingerprints: each is skipped or applied alone
+                self._observe(out, one)
         elif isinstance(item, ActionInput):
             self._action(out, item)
         else:
@@ -95,14 +102,14 @@ class AlertPartition:
             return
         rule = self.rules.get(item.rule)
         if rule is None:
-            out.rejected = f"rule {item.rule!r} is not loaded"
+            out.reject(f"rule {item.rule!r} is not loaded")
             return
         state = None if stored is None else stored.state
         for obs in item.observations:
-            if not rule.selects(obs) or rule.fingerprint_of(obs) != item.fingerprint:
-                out.rejected = f"rule {rule.name!r} does not select {obs.metric} {obs.labels}"
+            if rule.fingerprint_of(obs) != item.fingerprint:
+                out.reject(f"rule {rule.name!r} does not select {obs.metric} {obs.labels}")
                 continue
-            state, events = observe(state, rule, obs, item.now)
+            state, events = observe_selected(state, rule, obs, item.fingerprint, item.now)
             out.events += events
         if state is not None:
             self._store(out, item.fingerprint, stored, state)
@@ -111,7 +118,7 @@ class AlertPartition:
         action = item.action
         stored = self.states.get(action.fingerprint)
         if stored is None:
-            out.rejected = f"{action.action}: no alert with fingerprint {action.fingerprint}"
+            out.reject(f"{action.action}: no alert with fingerprint {action.fingerprint}")
             return
         if stored.offset >= out.offset:
             out.replayed = True
@@ -119,7 +126,7 @@ class AlertPartition:
         try:
             state, events = apply_action(stored.state, action)
         except ActionRejected as exc:
-            out.rejected = str(exc)
+            out.reject(str(exc))
             return
         out.events += events
         self._store(out, action.fingerprint, stored, state)

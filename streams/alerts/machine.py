@@ -63,6 +63,7 @@ from schemas.alerts import (
     AlertState,
     EventKind,
     Severity,
+    evolve,
     severity_rank,
 )
 from streams.alerts.evaluate import Condition, evaluate_observation, evaluate_tick
@@ -95,8 +96,12 @@ class Recorder:
         self.events: list[AlertEvent] = []
 
     def quiet(self, **changes: Any) -> None:
-        """Change fields that are not a lifecycle change (no event, same revision)."""
-        self.state = replace(self.state, **changes)
+        """Change fields that are not a lifecycle change (no event, same revision).
+
+        The machine's own values (``value``, ``memory``, timers) of the right types only: the
+        copy skips :class:`AlertState`'s validation (it runs on every observation).
+        """
+        self.state = evolve(self.state, **changes)
 
     def emit(
         self,
@@ -349,14 +354,26 @@ def observe(
     Raises ``ValueError`` if the rule does not select the observation (callers pick rules with
     :meth:`Rule.selects`) or if ``state`` belongs to another fingerprint.
     """
-    if not rule.selects(obs):
+    fp = rule.fingerprint_of(obs)
+    if fp is None:
         raise ValueError(f"rule {rule.name!r} does not select metric {obs.metric!r} {obs.labels}")
+    return observe_selected(state, rule, obs, fp, now)
+
+
+def observe_selected(
+    state: AlertState | None, rule: Rule, obs: Observation, fp: str, now: datetime
+) -> tuple[AlertState, list[AlertEvent]]:
+    """:func:`observe` for an observation the caller has already matched: ``fp`` must be
+    ``rule.fingerprint_of(obs)`` (the alerter checks that once per observation, not thrice).
+
+    Raises ``ValueError`` if ``state`` belongs to another fingerprint or rule.
+    """
     labels = effective_labels(obs)
-    fresh = new_state(rule, labels)
+    alert_labels = rule.alert_labels(labels)
     if state is None:
-        state = fresh
-    elif state.fingerprint != fresh.fingerprint:
-        raise ValueError(f"state {state.fingerprint} is not this observation's {fresh.fingerprint}")
+        state = AlertState(fp, rule.name, alert_labels)
+    elif state.fingerprint != fp:
+        raise ValueError(f"state {state.fingerprint} is not this observation's {fp}")
     _check(state, rule)
     rec = Recorder(state, now)
     expire_silence(rec)
@@ -368,7 +385,7 @@ def observe(
     )
     seen = obs.event_time if current.last_seen is None else max(current.last_seen, obs.event_time)
     rec.quiet(
-        labels=fresh.labels, memory=evaluation.memory, last_seen=seen, last_evaluated=obs.event_time
+        labels=alert_labels, memory=evaluation.memory, last_seen=seen, last_evaluated=obs.event_time
     )
     if evaluation.condition is not None:
         advance(rec, rule, evaluation.condition, evaluation.at)

@@ -423,6 +423,15 @@ class RuleSet:
                 return rule
         raise KeyError(name)
 
+    def metrics(self) -> frozenset[str] | None:
+        """Every metric some rule selects; ``None`` if a rule takes any metric (absence)."""
+        found: set[str] = set()
+        for rule in self.rules:
+            if rule.metrics is None:
+                return None
+            found |= rule.metrics
+        return frozenset(found)
+
     def selecting(self, observation: Observation) -> list[Rule]:
         """The rules that apply to ``observation``, in file order."""
         return [r for r in self.rules if r.selects(observation)]
