@@ -14,8 +14,10 @@ alerter re-keys everything by **fingerprint** onto one internal topic
 ``IOC_TOPIC_PARTITIONS``):
 
 1. *Forwarders* (stateless) turn each reading batch / indicator into observations, pick the
-   rules that select them, and send one ``obs`` message per (rule, fingerprint) with ``now``
-   (the forwarder's clock); operator actions are forwarded as they are. Actions go through
+   rules that select them, group them per (rule, fingerprint) with ``now`` (the forwarder's
+   clock) and send one ``pack`` per internal partition (Kafka's default partitioner on the
+   fingerprint), so a batch of 500 devices is a handful of records; operator actions are
+   forwarded as they are, keyed by fingerprint (the same partition). Actions go through
    the same topic rather than being read directly so that, per fingerprint, observations,
    actions and ticks form a single total order.
 2. The *evaluator* consumes the internal topic; the state table (``alert-state``, keyed by
@@ -35,9 +37,11 @@ Restart: no duplicate firing, no lost timer
 -------------------------------------------
 
 * For each internal message the evaluator publishes its events on ``ioc.alerts`` and waits for
-  Kafka's acknowledgement, then writes each changed state record (state + offset of the input
-  applied) to the changelog, and acknowledges the message once those are durable. Faust
-  commits an offset only when every earlier message is acknowledged.
+  Kafka's acknowledgement, then updates each changed state record (state + offset of the input
+  applied). The records go to the changelog in rounds (every 0.2 s, after 1,000 inputs and at
+  every rebalance), the latest record of each fingerprint once per round, and the messages
+  of a round are acknowledged once its records are durable. Faust commits an offset only
+  when every earlier message is acknowledged, so no committed input lacks its state.
 * After a crash (SIGKILL included) the table is restored from the changelog and consumption
   resumes at the committed offset. A message whose state record is durable is skipped for that
   fingerprint (record offset ≥ message offset); one whose record is not is re-applied to the
