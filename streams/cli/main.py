@@ -14,6 +14,8 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from connectors import logsecrets
+
 # command -> (module:function taking argv and returning an exit code, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("streams.cli.up:run", "run the whole platform locally and show live indicators"),
@@ -64,7 +66,8 @@ def _usage() -> str:
 
 
 def configure_logging(level: str) -> None:
-    """Log to stderr with time, level, logger name and message (configured once)."""
+    """Log to stderr with time, level, logger name and message (configured once), with the
+    environment's secrets masked (:mod:`connectors.logsecrets`)."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -73,6 +76,7 @@ def configure_logging(level: str) -> None:
     for noisy in ("kafka", "aiokafka", "urllib3", "faust", "mode"):
         if level.upper() != "DEBUG":
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    logsecrets.install()  # libraries log their configuration at DEBUG, passwords included
 
 
 def _resolve(target: str) -> Callable[[list[str]], int]:
