@@ -32,7 +32,7 @@ def secret_values(environ: Mapping[str, str]) -> list[str]:
         for name, value in environ.items()
         if any(marker in name.upper() for marker in SECRET_MARKERS) and len(value) >= MIN_SECRET_LEN
     }
-    return sorted(found, key=len, reverse=True)
+    return sorted(found, key=lambda v: (-len(v), v))
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
