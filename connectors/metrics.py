@@ -164,6 +164,13 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.web_silences = Counter(
+            p + "web_silences_total",
+            "silences created or expired through the web API, by operation (create, expire) "
+            "and outcome (sent, rejected, failed)",
+            ["operation", "outcome"],
+            registry=r,
+        )
         self.web_tile_errors = Counter(
             p + "web_tile_query_errors_total",
             "indicator tile queries that failed (a missing table counts as empty, not here)",

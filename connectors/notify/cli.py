@@ -22,7 +22,12 @@ from datetime import UTC, datetime
 from connectors.kafka.admin import TopicSpec, ensure_topics
 from connectors.metrics import Metrics, serve
 from connectors.notify.labels import parse_duration
-from connectors.notify.silences import Silence, decode_silence, encode_silence
+from connectors.notify.silences import (
+    Silence,
+    decode_silence,
+    encode_silence,
+    silences_topic_spec,
+)
 from connectors.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -32,11 +37,9 @@ def _topics(settings: object) -> list[TopicSpec]:
     from connectors.notify.service import NotifierSettings
 
     assert isinstance(settings, NotifierSettings)
-    replicas = TopicSettings().replication_factor
-    compact = (("cleanup.policy", "compact"),)
     return [
-        TopicSpec(settings.silences_topic, 1, replicas, compact),
-        TopicSpec(settings.log_topic, 1, replicas),
+        silences_topic_spec(settings.silences_topic),
+        TopicSpec(settings.log_topic, 1, TopicSettings().replication_factor),
     ]
 
 
@@ -215,16 +218,7 @@ def run_silence(argv: list[str] | None = None) -> int:
     if found.ends_at <= now:
         print(f"{found.id} already expired")
         return 0
-    expired = Silence(
-        found.id,
-        found.matchers,
-        min(found.starts_at, now),
-        now,
-        found.created_by,
-        f"{found.comment} (expired by {args.author})".strip(),
-        now,
-    )
-    _write_silence(kafka, topic, expired)
+    _write_silence(kafka, topic, found.expired(args.author, now))
     print(f"{found.id} expired")
     return 0
 

@@ -18,16 +18,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
+from connectors.kafka.admin import TopicSpec
 from connectors.notify.labels import Matcher, matches_all
+from connectors.settings import TopicSettings
 from schemas.alerts import format_time_us
 from schemas.readings import parse_time
 
 SCHEMA: Final = "ioc.alert-silences/v1"
+
+
+def silences_topic_spec(name: str) -> TopicSpec:
+    """The silences topic as every writer creates it: one partition, compacted."""
+    compact = (("cleanup.policy", "compact"),)
+    return TopicSpec(name, 1, TopicSettings().replication_factor, compact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,28 @@ class Silence:
         if ends_at <= starts_at:
             raise ValueError("a silence must end after it starts")
         parsed = tuple(Matcher.parse(m) for m in matchers)
+        if parsed and all(m.matches({}) for m in parsed):
+            raise ValueError(
+                "these matchers would silence every alert: at least one must not "
+                "match an empty value (e.g. alertname=...)"
+            )
         return cls(uuid.uuid4().hex, parsed, starts_at, ends_at, created_by, comment, starts_at)
+
+    def expired(self, by: str, now: datetime) -> Silence:
+        """This silence ended at ``now`` by ``by`` (same id; the comment names who ended it).
+
+        Its ``updated_at`` is later than this version's even if the host that wrote it had a
+        clock running ahead, so every reader keeps the expiry (:meth:`SilenceSet.put`).
+        """
+        return Silence(
+            self.id,
+            self.matchers,
+            min(self.starts_at, now),
+            now,
+            self.created_by,
+            f"{self.comment} (expired by {by})".strip(),
+            max(now, self.updated_at + timedelta(microseconds=1)),
+        )
 
     def active(self, now: datetime) -> bool:
         return self.starts_at <= now < self.ends_at

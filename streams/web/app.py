@@ -13,12 +13,17 @@ GET      ``/api/alerts/{fp}``             one alert and its history
 POST     ``/api/alerts/{fp}/actions``     ``{"action", "operator", ...}`` → ``ioc.alert-actions``
 GET      ``/api/history``                 newest events of all alerts (``?limit=``)
 GET      ``/api/tiles``                   indicator tiles per district
+GET      ``/api/silences``                active and pending silences, newest first (``?all=1``)
+POST     ``/api/silences``                ``{"matchers", "duration_minutes"|"ends_at", ...}`` → 201
+GET      ``/api/silences/{id}``           one silence
+DELETE   ``/api/silences/{id}``           expire it now (``operator``) → 202
 GET      ``/api/stream``                  SSE: ``snapshot`` at connect, then ``alert`` events
 =======  ===============================  ====================================================
 
 Guarantees: the token is never logged (the access log writes the path without the query
 string and no headers); a wrong token is answered 401 and counted; SSE streams end cleanly at
-shutdown; an action answers 202 only after Kafka acknowledged it.
+shutdown; an action answers 202 and a new silence 201 only after Kafka acknowledged it
+(silences: :mod:`streams.web.silences`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from streams.web.actions import BadAction, build_action
 from streams.web.auth import COOKIE, authorized, session_value, token_matches
 from streams.web.book import AlertBook, Filter
 from streams.web.feed import CLOSE, AlertFeed
+from streams.web.silences import SilenceStore, add_silence_routes
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,10 @@ class Service(Protocol):
 
 @dataclass
 class WebContext:
-    """Everything the handlers need; ``services`` are started and stopped with the app."""
+    """Everything the handlers need; ``services`` are started and stopped with the app.
+
+    Without ``silences`` the server has no ``/api/silences`` routes.
+    """
 
     token: str
     feed: AlertFeed
@@ -75,6 +84,7 @@ class WebContext:
     metrics: Metrics
     tiles: Callable[[], Awaitable[list[dict[str, Any]]]]
     services: list[Service] = field(default_factory=list)
+    silences: SilenceStore | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @property
@@ -327,6 +337,8 @@ def make_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/api/history", _history)
     app.router.add_get("/api/tiles", _tiles)
     app.router.add_get("/api/stream", _stream)
+    if ctx.silences is not None:
+        add_silence_routes(app, ctx.silences, ctx.metrics, ctx.clock)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_on_shutdown)
     return app

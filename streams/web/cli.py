@@ -1,9 +1,11 @@
 """``iocstream web``: serve the live alert feed page.
 
 Reads ``IOC_WEB_*`` (:class:`streams.web.settings.WebSettings`; ``IOC_WEB_TOKEN`` is
-required), ``IOC_KAFKA_*``, ``IOC_TOPIC_*`` and ``IOC_CLICKHOUSE_*``. The topics can also be
-given as options (tests use uuid-named topics). SIGTERM or Ctrl-C stops it cleanly: open
-streams end, the producer flushes, the consumer closes.
+required), ``IOC_KAFKA_*``, ``IOC_TOPIC_*``, ``IOC_CLICKHOUSE_*`` and the notifier's
+``IOC_NOTIFY_SILENCES_TOPIC`` (the silences the API shows and writes; created compacted at
+start exactly as the notifier creates it). The topics can also be given as options (tests use
+uuid-named topics). SIGTERM or Ctrl-C stops it cleanly: open streams end, the producers flush,
+the consumers close.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import contextlib
 import logging
 import signal
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from connectors.kafka.admin import ensure_topics
 from connectors.metrics import Metrics, serve
+from connectors.notify.service import NotifierSettings
+from connectors.notify.silences import silences_topic_spec
 from connectors.registry import Registry
 from connectors.settings import ClickHouseSettings, KafkaSettings, TopicSettings
 from streams.flood import DEFAULT_FLOOD_LEVELS_PATH, load_flood_levels
@@ -28,16 +34,19 @@ from streams.web.app import WebContext, make_runner
 from streams.web.book import AlertBook
 from streams.web.feed import AlertFeed, aiokafka_options
 from streams.web.settings import WebSettings
+from streams.web.silence_store import SilenceFollower
 from streams.web.tilecache import TileCache
 
 log = logging.getLogger(__name__)
 
 
-def _parser(settings: WebSettings, topics: TopicSettings) -> argparse.ArgumentParser:
+def _parser(
+    settings: WebSettings, topics: TopicSettings, silences_topic: str
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iocstream web",
         description="Serve the live alert feed: alerts as they change (SSE), their history, "
-        "operator actions and indicator tiles per district. Needs IOC_WEB_TOKEN.",
+        "operator actions, silences and indicator tiles per district. Needs IOC_WEB_TOKEN.",
     )
     parser.add_argument("--host", default=settings.host, help="listen address (IOC_WEB_HOST)")
     parser.add_argument("--port", type=int, default=settings.port, help="HTTP port (IOC_WEB_PORT)")
@@ -48,6 +57,12 @@ def _parser(settings: WebSettings, topics: TopicSettings) -> argparse.ArgumentPa
         "--actions-topic",
         default=topics.alert_actions,
         help="operator actions topic (IOC_TOPIC_ALERT_ACTIONS)",
+    )
+    parser.add_argument(
+        "--silences-topic",
+        default=silences_topic,
+        help="silences topic, shared with the notifier and `iocstream silence` "
+        "(IOC_NOTIFY_SILENCES_TOPIC)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -85,6 +100,11 @@ async def serve_web(
         await runner.cleanup()
 
 
+def _ensure_silences_topic(topic: str) -> None:
+    """Create the silences topic if missing, with the notifier's own spec (compacted)."""
+    ensure_topics(KafkaSettings(), [silences_topic_spec(topic)])
+
+
 def build_context(
     settings: WebSettings,
     *,
@@ -93,8 +113,12 @@ def build_context(
     metrics: Metrics,
     registry: Registry,
     flood_levels: Mapping[str, Any],
+    silences_topic: str | None = None,
 ) -> WebContext:
-    """The production context: Kafka feed and producer, ClickHouse tiles."""
+    """The production context: Kafka feed and producers, silences, ClickHouse tiles.
+
+    ``silences_topic`` defaults to the notifier's (``IOC_NOTIFY_SILENCES_TOPIC``).
+    """
     if settings.token is None or not settings.token.get_secret_value():
         raise ValueError("IOC_WEB_TOKEN is not set: the page needs an access token")
     kafka = aiokafka_options(KafkaSettings())
@@ -103,6 +127,10 @@ def build_context(
     )
     feed = AlertFeed(alerts_topic, kafka, book, metrics)
     publisher = ActionPublisher(actions_topic, kafka)
+    silences_topic = silences_topic or NotifierSettings().silences_topic
+    silences = SilenceFollower(
+        silences_topic, kafka, metrics, ensure_topic=partial(_ensure_silences_topic, silences_topic)
+    )
     tiles = TileCache(
         ClickHouseSettings(), registry, flood_levels, metrics, refresh_s=settings.tiles_refresh_s
     )
@@ -112,14 +140,15 @@ def build_context(
         publisher=publisher,
         metrics=metrics,
         tiles=tiles.get,
-        services=[feed, publisher, tiles],
+        services=[feed, publisher, silences, tiles],
+        silences=silences,
     )
 
 
 def run(argv: list[str]) -> int:
     """Entry point of ``iocstream web``."""
     settings = WebSettings()
-    args = _parser(settings, TopicSettings()).parse_args(argv)
+    args = _parser(settings, TopicSettings(), NotifierSettings().silences_topic).parse_args(argv)
     if settings.token is None or not settings.token.get_secret_value():
         log.error("IOC_WEB_TOKEN is not set: the page needs an access token")
         return 2
@@ -133,15 +162,17 @@ def run(argv: list[str]) -> int:
             metrics=metrics,
             registry=registry,
             flood_levels=load_flood_levels(args.flood_levels),
+            silences_topic=args.silences_topic,
         )
     except ValueError as exc:
         log.error("%s", exc)
         return 2
     log.info(
-        "web settings %s; alerts from %s, actions to %s",
+        "web settings %s; alerts from %s, actions to %s, silences on %s",
         settings.redacted(),
         args.alerts_topic,
         args.actions_topic,
+        args.silences_topic,
     )
     serve(args.metrics_port)
 

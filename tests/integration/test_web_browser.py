@@ -145,7 +145,8 @@ def web_server(topics: tuple[str, str], tmp_path: Path) -> Iterator[str]:
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams.web", "--port", str(port), "--metrics-port", "0",
-             "--alerts-topic", alerts, "--actions-topic", actions],
+             "--alerts-topic", alerts, "--actions-topic", actions,
+             "--silences-topic", f"{alerts}-silences"],
             env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

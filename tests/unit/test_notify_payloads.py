@@ -167,3 +167,18 @@ def test_attempt_records_load_into_the_notification_attempts_table() -> None:
     assert (got["outcome"], got["http_status"], got["error"]) == ("gave_up", 0, "refused")
     assert got["alert_ids"] == ["fp1:2", "fp2:2"]
     assert got["at"].tzinfo is not None
+
+
+def test_a_silence_of_everything_is_refused_and_an_expiry_always_wins() -> None:
+    with pytest.raises(ValueError, match="every alert"):
+        Silence.new(['alertname=~".*"', 'district=""'], T0, T0 + timedelta(hours=1), "op")
+    ahead = Silence.new(["alertname=x"], T0, T0 + timedelta(hours=2), "op", "flood")
+    ahead = replace(ahead, updated_at=T0 + timedelta(minutes=5))  # written by a fast clock
+    ended = ahead.expired("duty", T0 + timedelta(minutes=1))
+    assert ended.ends_at == T0 + timedelta(minutes=1)
+    assert ended.comment == "flood (expired by duty)"
+    assert ended.updated_at > ahead.updated_at
+    kept = SilenceSet()
+    kept.put(ahead)
+    kept.put(ended)
+    assert not kept.silences[ahead.id].active(T0 + timedelta(minutes=2))
