@@ -4,18 +4,21 @@ Two agents of the worker's app:
 
 * **forward** reads ``ioc.indicators`` (the worker's own output) and copies, unchanged, the
   records whose key shows a district input — station VN_AQI (``vn_aqi_1h|device:``,
-  ``vn_aqi_1d|device:``) and hourly device windows (``reading_stats_1h|``) — onto the
-  internal topic ``<app id>-district-inputs``, partition 0; other records are acknowledged
-  without being decoded. It acknowledges a message once its copy is durable (a crash
-  re-forwards; a repeated input changes nothing downstream). The internal topic and the
+  ``vn_aqi_1d|device:``) and 1-minute device windows (``reading_stats_1m|``, only the first
+  of a device's minute: its other metrics would repeat it) — onto the internal topic
+  ``<app id>-district-inputs``, partition 0; other records are acknowledged without being
+  decoded. It acknowledges a message once its copy is durable (a crash re-forwards; a
+  repeated input changes nothing downstream; a skipped repeat is acknowledged at once:
+  Faust commits no offset past the first unacknowledged one). The internal topic and the
   table have as many partitions as the readings topic (``iocstream kafka init`` checks that
   a worker's internal topics are co-partitioned with its input), but only partition 0 is
   used.
 * **districts** applies each copy to :class:`~streams.district_partition.DistrictState`
-  (pure) and sends the district VN_AQI and devices-reporting records to ``ioc.indicators``
-  (their keys, ``...|district:...``, are not forwarded again). Inputs are hourly, a few per
-  device, so one partition carries a whole city; every district's windows close on its one
-  watermark. Persistence, acknowledgements and idle ticks as in
+  (pure) and sends the district VN_AQI and devices-reporting records (1 minute, the hopping
+  windows of ``IOC_WORKER_HOPPING``, 1 hour) to ``ioc.indicators`` (their keys,
+  ``...|district:...``, are not forwarded again). Inputs are one per device and minute plus
+  a few per station and hour, so one partition carries a whole city; every district's
+  windows close on its one watermark. Persistence, acknowledgements and idle ticks as in
   :class:`~streams.agents.stateful.StatefulAgent`.
 
 The expected stations and devices per district come from the device registry
@@ -25,7 +28,7 @@ The expected stations and devices per district come from the device registry
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 from connectors.metrics import Metrics
@@ -33,13 +36,14 @@ from connectors.settings import KafkaSettings, TopicSettings
 from schemas.indicator_values import encode_value
 from streams.agents.stateful import StatefulAgent, ack_when_durable, internal_topic, state_table
 from streams.app import WorkerSettings
-from streams.district_health import WINDOW_S, expected_devices
-from streams.district_partition import DistrictState, InputError, encode_tick
+from streams.district_health import HealthFamily, health_families
+from streams.district_partition import DistrictState, InputError, MinuteRepeats, encode_tick
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "district-cells"
-FORWARDED_PREFIXES: Final = (b"reading_stats_1h|", b"vn_aqi_1h|device:", b"vn_aqi_1d|device:")
+FORWARDED_PREFIXES: Final = (MinuteRepeats.PREFIX, b"vn_aqi_1h|device:", b"vn_aqi_1d|device:")
+HEALTH_KEEP_S: Final = 86400.0
 INPUT_KEY: Final = b"city"
 
 
@@ -58,15 +62,18 @@ class DistrictAgent(StatefulAgent):
         *,
         partitions: int,
         stations: Mapping[str, Collection[str]],
-        devices: Mapping[str, Collection[str]],
+        health: Sequence[HealthFamily],
         grace_s: float = 300.0,
+        health_keep_s: float = HEALTH_KEEP_S,
         checkpoint_interval_s: float = 2.0,
         idle_tick_s: float = 0.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.stations = stations
-        self.devices = devices
+        self.health = health
         self.grace_ms = round(grace_s * 1000)
+        self.health_keep_ms = round(health_keep_s * 1000)
+        self._repeats = MinuteRepeats()
         self.indicators_topic_name = topics.indicators
         self.internal_name = district_inputs_topic(app.conf.id)
         inputs = internal_topic(app, self.internal_name, partitions)
@@ -97,7 +104,7 @@ class DistrictAgent(StatefulAgent):
             message = event.message
             await self.check_forward_gap(message)
             key: bytes = message.key or b""
-            if not key.startswith(FORWARDED_PREFIXES):
+            if not key.startswith(FORWARDED_PREFIXES) or self._repeats.repeated(key):
                 event.ack()
                 continue
             sent = await producer.send(self.internal_name, INPUT_KEY, message.value, 0, None, None)
@@ -114,7 +121,12 @@ class DistrictAgent(StatefulAgent):
         return {0: state}
 
     def new_state(self, partition: int) -> DistrictState:
-        return DistrictState(self.stations, self.devices, grace_ms=self.grace_ms)
+        return DistrictState(
+            self.stations,
+            self.health,
+            grace_ms=self.grace_ms,
+            health_keep_ms=self.health_keep_ms,
+        )
 
     def encode_tick(self, watermark_ms: int) -> bytes:
         return encode_tick(watermark_ms)
@@ -156,8 +168,8 @@ def start_districts(
     for device in registry:
         if device.kind == "air_quality":
             stations.setdefault(device.district, set()).add(device.id)
-    devices = expected_devices(
-        ((d.id, d.district, d.expected_interval_s) for d in registry), WINDOW_S
+    health = health_families(
+        ((d.id, d.district, d.expected_interval_s) for d in registry), settings.hopping
     )
     ensure_topics(
         kafka,
@@ -168,17 +180,19 @@ def start_districts(
         topics,
         partitions=partitions,
         stations=stations,
-        devices=devices,
+        health=health,
         grace_s=settings.district_grace_s,
         checkpoint_interval_s=settings.checkpoint_interval_s,
         idle_tick_s=settings.idle_tick_s,
         metrics=metrics,
     )
     log.info(
-        "district aggregates: %s -> %s, %d districts, %d stations, grace %.1f s",
+        "district aggregates: %s -> %s, %d districts, %d stations, devices reporting per "
+        "%s, grace %.1f s",
         topics.indicators,
         topics.indicators,
-        len(devices),
+        len(health[0].expected),
         sum(len(s) for s in stations.values()),
+        ", ".join(f.name for f in health),
         settings.district_grace_s,
     )

@@ -7,8 +7,9 @@ every window. The worker runs with ``IOC_WORKER_DISTRICTS=1``. The test reads th
 records the worker itself emitted (``vn_aqi_1h``/``vn_aqi_1d`` per station,
 ``reading_stats_1h`` per device) and computes from them, independently, what each district
 record must end as (the highest revision of each key): the worst station with its dominant
-pollutant, and devices reporting against the registry's expectation — zero for the silent
-district.
+pollutant, and hourly devices reporting against the registry's expectation — zero for the
+silent district. (The district agent derives devices reporting from the 1-minute windows;
+every family is checked against the readings in ``test_worker_districts_kill.py``.)
 
 Needs a real broker (the ``stack`` fixture); fails (never skips) when it is unreachable.
 """
@@ -120,7 +121,7 @@ def _expected(messages: list[tuple[bytes, bytes]]) -> dict[str, tuple[float, dic
         worst = sorted(stations.values(), key=lambda v: (-v.value, v.subject_id))[0]
         labels = {"dominant": worst.labels["dominant"], "worst_station": worst.subject_id}
         out[f"{indicator}|district:{district}|{format_time(start)}"] = (worst.value, labels)
-    expected = {d: set() for d in (*STATIONS.values(), *SILENT.values())}
+    expected: dict[str, set[str]] = {d: set() for d in (*STATIONS.values(), *SILENT.values())}
     for device, district in (*STATIONS.items(), *SILENT.items()):
         expected[district].add(device)
     for h in range(1, 3):  # the hours every run closes (the first may open the clock)

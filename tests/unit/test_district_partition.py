@@ -9,13 +9,16 @@ import pytest
 
 from schemas.indicator_values import IndicatorValue, encode_value
 from schemas.indicators import WindowResult, encode_indicator
+from streams.district_health import health_families
 from streams.district_partition import DistrictState, InputError, StateFormatError, encode_tick
 from streams.windows import to_ms
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
+M = timedelta(minutes=1)
 STATIONS = {"lx": {"aq-1", "aq-2"}, "cd": {"aq-3"}}
 DEVICES = {"lx": {"aq-1", "aq-2", "g-1"}, "cd": {"aq-3"}, "tt": {"g-9"}}
+HEALTH = health_families((d, dist, 60.0) for dist, ds in DEVICES.items() for d in sorted(ds))
 
 
 def aqi(sid: str, district: str, start: datetime, value: float, dominant: str = "pm25") -> bytes:
@@ -26,16 +29,17 @@ def aqi(sid: str, district: str, start: datetime, value: float, dominant: str = 
     ))  # fmt: skip
 
 
-def hour(device: str, district: str, start: datetime) -> bytes:
+def minute(device: str, district: str, start: datetime, metric: str = "pm25") -> bytes:
     return encode_indicator(WindowResult(
-        indicator="reading_stats_1h", device_id=device, device_kind="x", district=district,
-        ward="", metric="pm25", unit="ug/m3", window_start=start, window_end=start + H,
+        indicator="reading_stats_1m", device_id=device, device_kind="x", district=district,
+        ward="", metric=metric, unit="ug/m3", window_start=start, window_end=start + M,
         count=1, mean=1.0, min=1.0, max=1.0, last=1.0, stddev=0.0,
     ))  # fmt: skip
 
 
-def new(grace_ms: int = 0) -> DistrictState:
-    return DistrictState(STATIONS, DEVICES, grace_ms=grace_ms)
+def new(grace_ms: int = 0, health_keep: timedelta = 24 * H) -> DistrictState:
+    keep_ms = round(health_keep.total_seconds() * 1000)
+    return DistrictState(STATIONS, HEALTH, grace_ms=grace_ms, health_keep_ms=keep_ms)
 
 
 def feed(st: DistrictState, msgs: list[bytes], first: int = 0) -> list[IndicatorValue]:
@@ -73,10 +77,11 @@ def test_an_incomplete_district_waits_for_the_watermark_then_late_stations_revis
 
 def test_every_registry_district_gets_a_health_record_per_hour() -> None:
     st = new(grace_ms=0)
-    got = feed(st, [hour("aq-1", "lx", T0), encode_tick(to_ms(T0 + 3 * H))])
+    got = feed(st, [minute("aq-1", "lx", T0), encode_tick(to_ms(T0 + 3 * H))])
     health = {(v.subject_id, v.window_start): (v.value, v.components["reporting"]) for v in got
               if v.indicator == "devices_reporting_1h"}  # fmt: skip
-    assert health[("lx", T0)] == (pytest.approx(1 / 3), 1.0)
+    assert health[("lx", T0)][0] == pytest.approx(1 / 3)
+    assert health[("lx", T0)][1] == 1.0
     assert health[("cd", T0)] == (0.0, 0.0)  # silent
     assert health[("tt", T0)] == (0.0, 0.0)
     assert health[("tt", T0 + 2 * H)] == (0.0, 0.0)  # an hour with no input at all
@@ -104,12 +109,18 @@ def test_bad_inputs_and_records() -> None:
 def _scenario(seed: int) -> list[bytes]:
     rng = random.Random(seed)
     msgs: list[bytes] = []
-    for h in range(30):
+    for h in range(6):
         start = T0 + h * H
-        batch = [hour(d, dist, start) for dist, devs in DEVICES.items() for d in sorted(devs)
-                 if rng.random() < 0.8]  # fmt: skip
+        batch = [minute(d, dist, start + rng.randrange(60) * M) for dist, devs in DEVICES.items()
+                 for d in sorted(devs) for _ in range(3) if rng.random() < 0.5]  # fmt: skip
         batch += [aqi(s, dist, start, rng.randrange(10, 200)) for dist, ss in STATIONS.items()
                   for s in sorted(ss) if rng.random() < 0.8]  # fmt: skip
+        # late: minutes of the hour before (beyond the grace) and a station of it
+        batch += [minute(d, dist, start - H + rng.randrange(60) * M) for dist, devs in
+                  DEVICES.items() for d in sorted(devs) if rng.random() < 0.3]  # fmt: skip
+        if h and rng.random() < 0.7:
+            dist = rng.choice(sorted(STATIONS))
+            batch.append(aqi(rng.choice(sorted(STATIONS[dist])), dist, start - H, 250))
         rng.shuffle(batch)
         msgs += batch
         if rng.random() < 0.3:
@@ -123,14 +134,16 @@ def _scenario(seed: int) -> list[bytes]:
 @pytest.mark.parametrize("seed", range(5))
 def test_a_crash_at_any_point_gives_the_uninterrupted_output(seed: int) -> None:
     msgs = _scenario(seed)
-    values = feed(new(600_000), msgs)
-    assert any(v.revision > 0 for v in values)  # late stations and devices revised a window
-    assert any(v.indicator == "devices_reporting_1h" for v in values)
+    keep = 2 * H if seed % 2 else 24 * H  # with short keeping, cells are dropped on the way
+    values = feed(new(600_000, keep), msgs)
+    assert any(v.revision > 0 for v in values if v.indicator == "vn_aqi_1h")  # late stations
+    for family in ("devices_reporting_1m", "devices_reporting_15m_hop5m"):
+        assert any(v.revision > 0 for v in values if v.indicator == family)  # late minutes
     whole = [encode_value(v) for v in values]
     assert len(whole) == len(set(whole))
     rng = random.Random(seed)
     for _ in range(5):
-        st = new(600_000)
+        st = new(600_000, keep)
         written: list[tuple[bytes, bytes | None]] = []
         outputs: dict[int, list[bytes]] = {}
         for i, m in enumerate(msgs[: rng.randrange(len(msgs))]):
@@ -143,7 +156,7 @@ def test_a_crash_at_any_point_gives_the_uninterrupted_output(seed: int) -> None:
                 table.pop(key, None)
             else:
                 table[key] = value
-        restored = new(600_000)
+        restored = new(600_000, keep)
         restored.restore(table.items())
         durable = [v for i in range(restored.offset + 1) for v in outputs.get(i, [])]
         replayed = [encode_value(v) for v in feed(restored, msgs, first=restored.offset + 1)]
