@@ -14,6 +14,7 @@ from deploy/devices.yaml, so river panels follow the configuration.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,6 +28,15 @@ OUT = HERE / "dashboards"
 CH = {"type": "grafana-clickhouse-datasource", "uid": "iocstream-clickhouse"}
 PROM = {"type": "prometheus", "uid": "iocstream-prometheus"}
 DISTRICTS = "district IN (${district:singlequote})"
+# Focus variables: alert rules link to a board with ?var-device= / var-station= / var-agency=
+# (deploy/alerts/rules.yaml dashboard_url); "All" keeps every device, station or agency.
+DEVICES = "device_id IN (${device:singlequote})"
+STATION_OF = "if(station = '', '-', station)"  # gauges without alarm levels are station "-"
+STATION_DEVICES = (
+    "device_id IN (SELECT device_id FROM devices FINAL WHERE active "
+    f"AND {STATION_OF} IN (${{station:singlequote}}))"
+)
+AGENCIES = "agency IN (${agency:singlequote})"
 
 # VN_AQI (Decision 1459/QĐ-TCMT): index levels and PM breakpoints, band colours.
 LEVELS = (0, 50, 100, 150, 200, 300, 400, 500)
@@ -102,6 +112,7 @@ class Board:
         self.uid, self.title, self.description, self.tags = uid, title, description, tags
         self.since = since
         self.panels: list[dict[str, Any]] = []
+        self.variables: list[dict[str, Any]] = []
         self._x = self._y = 0
         self._row_h = 0
 
@@ -161,6 +172,23 @@ class Board:
             }
         )
 
+    def variable(self, name: str, label: str, query: str) -> None:
+        """A multi-value query variable after ``district`` ("All" by default)."""
+        self.variables.append(
+            {
+                "name": name,
+                "label": label,
+                "type": "query",
+                "datasource": CH,
+                "query": " ".join(query.split()),
+                "definition": " ".join(query.split()),
+                "refresh": 2,
+                "multi": True,
+                "includeAll": True,
+                "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            }
+        )
+
     def prom(self, title: str, expr: str, legend: str, *, unit: str = "short", w: int = 12) -> None:
         self.panels.append(
             {
@@ -203,7 +231,8 @@ class Board:
                         "multi": True,
                         "includeAll": True,
                         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-                    }
+                    },
+                    *self.variables,
                 ]
             },
             "links": [
@@ -346,7 +375,7 @@ def air_quality() -> Board:
         f"avgIf(mean, metric = 'pm10') AS pm10 FROM indicator_windows FINAL "
         f"WHERE metric IN ('pm25', 'pm10') AND device_kind = 'air_quality' "
         f"AND window_end >= $__toTime - INTERVAL 1 HOUR AND window_end <= $__toTime "
-        f"AND {DISTRICTS} GROUP BY device_id) ORDER BY vn_aqi DESC",
+        f"AND {DISTRICTS} AND {DEVICES} GROUP BY device_id) ORDER BY vn_aqi DESC",
         thresholds=AQI_THRESHOLDS,
         overrides=[
             {
@@ -360,7 +389,8 @@ def air_quality() -> Board:
         "Thành phần ô nhiễm / Pollutants (µg/m³)",
         f"SELECT $__timeInterval(window_start) AS time, metric, round(avg(mean), 1) AS value "
         f"FROM indicator_windows FINAL WHERE metric IN ('pm25', 'pm10') "
-        f"AND $__timeFilter(window_start) AND {DISTRICTS} GROUP BY time, metric ORDER BY time",
+        f"AND $__timeFilter(window_start) AND {DISTRICTS} AND {DEVICES} "
+        f"GROUP BY time, metric ORDER BY time",
         unit="conmgm3",
     )
     b.panel(
@@ -370,7 +400,7 @@ def air_quality() -> Board:
         f"round(avgIf(mean, metric = 'temperature'), 1) AS temperature_c, "
         f"round(avgIf(mean, metric = 'humidity'), 1) AS humidity_pct FROM indicator_windows FINAL "
         f"WHERE metric IN ('temperature', 'humidity') AND $__timeFilter(window_start) "
-        f"AND {DISTRICTS} GROUP BY time ORDER BY time",
+        f"AND {DISTRICTS} AND {DEVICES} GROUP BY time ORDER BY time",
     )
     b.panel(
         "piechart",
@@ -378,8 +408,14 @@ def air_quality() -> Board:
         f"SELECT multiIf(vn_aqi <= 50, '1 Tốt', vn_aqi <= 100, '2 Trung bình', vn_aqi <= 150, "
         f"'3 Kém', vn_aqi <= 200, '4 Xấu', vn_aqi <= 300, '5 Rất xấu', '6 Nguy hại') AS band, "
         f"count() AS hours FROM (SELECT time, device_id, {AQI_SQL} AS vn_aqi FROM "
-        f"({hourly.replace('{key}', 'device_id')})) GROUP BY band ORDER BY band",
+        f"({hourly.replace('{key}', 'device_id')}) WHERE {DEVICES}) GROUP BY band ORDER BY band",
         options={"reduceOptions": {"values": True, "calcs": ["lastNotNull"]}},
+    )
+    b.variable(
+        "device",
+        "Trạm / Station",
+        "SELECT device_id FROM devices FINAL WHERE active AND kind = 'air_quality' "
+        "AND district IN (${district:singlequote}) ORDER BY device_id",
     )
     return b
 
@@ -398,7 +434,7 @@ def river() -> Board:
         f"SELECT $__timeInterval(event_time) AS time, {bd_sql('device_id', 0)} AS station, "
         f"round(max(value), 2) AS level_m FROM readings WHERE device_kind = 'river_gauge' "
         f"AND metric = 'level' AND $__timeFilter(event_time) AND {DISTRICTS} "
-        f"GROUP BY time, station ORDER BY time",
+        f"AND {STATION_DEVICES} GROUP BY time, station ORDER BY time",
         w=24,
         unit="lengthm",
     )
@@ -407,6 +443,7 @@ def river() -> Board:
         "Mực nước so với báo động / Level vs alarm levels",
         f"SELECT station, river, round(level_m, 2) AS level_m, bd1_m, bd2_m, bd3_m, alarm, "
         f"alarm_label, event_time FROM river_levels_vs_alarm WHERE {DISTRICTS} "
+        f"AND station_id IN (${{station:singlequote}}) "
         f"ORDER BY alarm DESC, above_bd1_m DESC",
         unit="lengthm",
         thresholds=[(None, "green"), (1, "yellow"), (2, "orange"), (3, "red")],
@@ -421,7 +458,7 @@ def river() -> Board:
         "timeseries",
         "Đỉnh mực nước theo giờ / Hourly maximum level (m)",
         f"SELECT time, station, level_max_m, bd1_m FROM river_levels_hourly "
-        f"WHERE $__timeFilter(time) AND {DISTRICTS} ORDER BY time",
+        f"WHERE $__timeFilter(time) AND {DISTRICTS} AND {STATION_DEVICES} ORDER BY time",
         unit="lengthm",
     )
     b.panel(
@@ -430,7 +467,7 @@ def river() -> Board:
         f"SELECT $__timeInterval(event_time) AS time, {bd_sql('device_id', 0)} AS station, "
         f"round(max(value), 2) AS salinity_g_l FROM readings WHERE device_kind = 'river_gauge' "
         f"AND metric = 'salinity' AND $__timeFilter(event_time) AND {DISTRICTS} "
-        f"GROUP BY time, station ORDER BY time",
+        f"AND {STATION_DEVICES} GROUP BY time, station ORDER BY time",
         thresholds=[(None, "green"), (1, "yellow"), (2, "orange"), (4, "red")],
         options={"thresholdsStyle": {"mode": "line"}},
     )
@@ -442,9 +479,15 @@ def river() -> Board:
         f"$__timeInterval(event_time) AS time, {bd_sql('device_id', 0)} AS station, "
         f"avg(value) AS level_m FROM readings WHERE device_kind = 'river_gauge' "
         f"AND metric = 'level' AND $__timeFilter(event_time) AND {DISTRICTS} "
-        f"GROUP BY time, station) WINDOW w AS (PARTITION BY station ORDER BY time "
-        f"ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) ORDER BY time",
+        f"AND {STATION_DEVICES} GROUP BY time, station) WINDOW w AS (PARTITION BY station "
+        f"ORDER BY time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) ORDER BY time",
         w=24,
+    )
+    b.variable(
+        "station",
+        "Trạm thủy văn / Station",
+        f"SELECT DISTINCT {STATION_OF} AS station FROM devices FINAL WHERE active "
+        f"AND kind = 'river_gauge' AND district IN (${{district:singlequote}}) ORDER BY station",
     )
     return b
 
@@ -504,11 +547,17 @@ def devices() -> Board:
         "Lần cuối nhận / Last seen per device",
         f"SELECT device_id, device_kind, district, ward, max(receive_time) AS last_seen, "
         f"dateDiff('second', max(receive_time), $__toTime) AS silent_s, count() AS readings "
-        f"FROM readings WHERE $__timeFilter(receive_time) AND {DISTRICTS} "
+        f"FROM readings WHERE $__timeFilter(receive_time) AND {DISTRICTS} AND {DEVICES} "
         f"GROUP BY device_id, device_kind, district, ward ORDER BY silent_s DESC",
         w=24,
         h=10,
         thresholds=[(None, "green"), (900, "orange"), (3600, "red")],
+    )
+    b.variable(
+        "device",
+        "Thiết bị / Device",
+        "SELECT device_id FROM devices FINAL WHERE active "
+        "AND district IN (${district:singlequote}) ORDER BY device_id",
     )
     return b
 
@@ -710,7 +759,8 @@ def services() -> Board:
         f"round(100 * (early + on_time) / nullIf(processed, 0), 1) AS on_time_pct "
         f"FROM (SELECT type, agency, {_ts('resolved_at')} AS done, {_ts('due_at')} AS due "
         f"FROM events FINAL WHERE type IN ('{APP}.submitted', '{APP}.resolved') "
-        f"AND $__timeFilter(time) AND {DISTRICTS}) GROUP BY agency ORDER BY on_time_pct ASC",
+        f"AND $__timeFilter(time) AND {DISTRICTS} AND {AGENCIES}) "
+        f"GROUP BY agency ORDER BY on_time_pct ASC",
         w=24,
         h=10,
         thresholds=[(None, "red"), (80, "orange"), (95, "green")],
@@ -731,7 +781,7 @@ def services() -> Board:
         f"round(100 * on_time_rate, 1) AS on_time_pct FROM service_applications_daily "
         f"WHERE day >= toDate($__fromTime, 'Asia/Ho_Chi_Minh') "
         f"AND day <= toDate($__toTime, 'Asia/Ho_Chi_Minh') AND resolved > 0 AND {DISTRICTS} "
-        f"ORDER BY time",
+        f"AND {AGENCIES} ORDER BY time",
         unit="percent",
     )
     b.panel(
@@ -740,7 +790,7 @@ def services() -> Board:
         f"SELECT $__timeInterval(time) AS time, countIf(type = '{APP}.submitted') AS received, "
         f"countIf(type = '{APP}.resolved') AS processed FROM events FINAL "
         f"WHERE type IN ('{APP}.submitted', '{APP}.resolved') AND $__timeFilter(time) "
-        f"AND {DISTRICTS} GROUP BY time ORDER BY time",
+        f"AND {DISTRICTS} AND {AGENCIES} GROUP BY time ORDER BY time",
     )
     b.panel(
         "table",
@@ -755,7 +805,7 @@ def services() -> Board:
         f"AND JSONHas(data, 'satisfaction')), 2) AS satisfaction "
         f"FROM (SELECT type, agency, data, {_ts('created_at')} AS created_at, "
         f"{_ts('responded_at')} AS done, {_ts('due_at')} AS due FROM events FINAL "
-        f"WHERE type LIKE '{FEEDBACK}.%' AND $__timeFilter(time) AND {DISTRICTS}) "
+        f"WHERE type LIKE '{FEEDBACK}.%' AND $__timeFilter(time) AND {DISTRICTS} AND {AGENCIES}) "
         f"GROUP BY agency ORDER BY created DESC",
         w=24,
     )
@@ -767,14 +817,20 @@ def services() -> Board:
         f"countIf(type = '{DOCUMENT}.processed' AND due IS NOT NULL AND done > due) AS overdue "
         f"FROM (SELECT type, agency, {_ts('processed_at')} AS done, {_ts('due_at')} AS due "
         f"FROM events FINAL WHERE type LIKE '{DOCUMENT}.%' AND $__timeFilter(time) "
-        f"AND {DISTRICTS}) GROUP BY agency ORDER BY received DESC",
+        f"AND {DISTRICTS} AND {AGENCIES}) GROUP BY agency ORDER BY received DESC",
     )
     b.panel(
         "table",
         "Chỉ số do hệ thống tính / KPIs derived by the stream worker",
         f"SELECT agency, indicator, argMax(value, time) AS value, argMax(level, time) AS level, "
         f"max(time) AS window FROM service_kpis_by_agency WHERE $__timeFilter(time) "
-        f"AND {DISTRICTS} GROUP BY agency, indicator ORDER BY agency, indicator",
+        f"AND {DISTRICTS} AND {AGENCIES} GROUP BY agency, indicator ORDER BY agency, indicator",
+    )
+    b.variable(
+        "agency",
+        "Cơ quan / Agency",
+        "SELECT DISTINCT agency FROM events WHERE agency != '' "
+        "AND time >= now() - INTERVAL 90 DAY ORDER BY agency",
     )
     return b
 
@@ -791,12 +847,29 @@ def render() -> dict[str, str]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write the Grafana dashboards of deploy/grafana/dashboards/ from the "
+        "panel definitions here (the device registry and flood levels files feed some panels)."
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only report whether the files are up to date"
+    )
+    args = parser.parse_args(argv)
+    stale = [name for name, text in render().items() if _current(OUT / name) != text]
+    if args.check:
+        for name in stale:
+            print(f"out of date: {OUT / name}")
+        return 1 if stale else 0
     OUT.mkdir(exist_ok=True)
     for name, text in render().items():
         (OUT / name).write_text(text, encoding="utf-8")
-        print(f"wrote {OUT / name}")
+    print(f"wrote {len(BOARDS)} dashboards to {OUT} ({len(stale)} changed)")
     return 0
+
+
+def _current(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ data: three hours of readings for every registered device (air quality, river ga
 their alarm levels, traffic) and their 1-minute windows (which feed the roll-ups), the device
 and flood-level dimension tables, hourly VN_AQI and service KPIs in ``indicator_values``, a week
 of city-system events from the event simulator, alert events, notification attempts and dead
-letters. Then, over each dashboard's default time range, it resolves the ``district`` variable
-with its own query and runs every panel. Shapes: a time series starts
+letters. Then, over each dashboard's default time range, it resolves every template variable
+(``district``, then the focus variables ``device``/``station``/``agency`` the alert rules' links
+set) with its own query, "All" selected, and runs every panel. Shapes: a time series starts
 with a ``time`` column of a DateTime type followed by at least one numeric column; a stat has
 one row of numbers; tables and pie charts have at least one row.
 """
@@ -226,16 +227,28 @@ def _since(text: str) -> timedelta:
 def _targets() -> list[tuple[str, str, str, str, dict[str, Any]]]:
     out = []
     for file, board in dashboards().items():
-        variable = {**board["templating"]["list"][0], "since": board["time"]["from"]}
         for panel in panels(board):
             for target in panel.get("targets", []):
                 if "rawSql" in target:
-                    out.append((file, panel["title"], panel["type"], target["rawSql"], variable))
+                    out.append((file, panel["title"], panel["type"], target["rawSql"], board))
     return out
 
 
+def _variables(
+    client: Client, board: dict[str, Any], start: datetime, end: datetime
+) -> dict[str, list[str]]:
+    """Every template variable of ``board`` resolved by its own query, "All" selected."""
+    resolved: dict[str, list[str]] = {}
+    for variable in board["templating"]["list"]:
+        sql = expand(variable["query"], start, end, 60, resolved)
+        values = [str(r[0]) for r in client.query(sql).result_rows]
+        assert values, f"{board['uid']}: variable {variable['name']} found nothing:\n{sql}"
+        resolved[variable["name"]] = values
+    return resolved
+
+
 @pytest.mark.parametrize(
-    ("file", "title", "kind", "sql", "variable"), _targets(), ids=lambda v: str(v)[:40]
+    ("file", "title", "kind", "sql", "board"), _targets(), ids=lambda v: str(v)[:40]
 )
 def test_panel_query_returns_rows_of_its_shape(
     database: tuple[Client, datetime],
@@ -243,14 +256,11 @@ def test_panel_query_returns_rows_of_its_shape(
     title: str,
     kind: str,
     sql: str,
-    variable: dict[str, Any],
+    board: dict[str, Any],
 ) -> None:
     client, end = database
-    start, interval_s = end - _since(variable["since"]), 60
-    options = client.query(expand(variable["query"], start, end, interval_s)).result_rows
-    districts = [str(r[0]) for r in options]
-    assert districts, f"{file}: the district variable query found nothing"
-    expanded = expand(sql, start, end, interval_s, {"district": districts})
+    start, interval_s = end - _since(board["time"]["from"]), 60
+    expanded = expand(sql, start, end, interval_s, _variables(client, board, start, end))
     result = client.query(expanded)
     names = list(result.column_names)
     types = [t.name for t in result.column_types]
@@ -276,9 +286,9 @@ def test_river_table_reports_alarm_levels(database: tuple[Client, datetime]) -> 
     client, end = database
     board = dashboards()["ioc-river.json"]
     panel = next(p for p in panels(board) if p["title"].startswith("Mực nước so với"))
-    districts = [r[0] for r in client.query("SELECT DISTINCT district FROM readings").result_rows]
-    sql = expand(panel["targets"][0]["rawSql"], end - timedelta(hours=6), end, 60,
-                 {"district": districts})  # fmt: skip
+    start = end - timedelta(hours=6)
+    sql = expand(panel["targets"][0]["rawSql"], start, end, 60,
+                 _variables(client, board, start, end))  # fmt: skip
     result = client.query(sql)
     rows = {r[0]: dict(zip(result.column_names, r, strict=True)) for r in result.result_rows}
     tan_chau = rows["Tân Châu"]
@@ -290,14 +300,41 @@ def test_river_table_reports_alarm_levels(database: tuple[Client, datetime]) -> 
     assert {r["alarm"] for r in rows.values()} - {0}, "the simulation crosses some alarm level"
 
 
-def _panel_rows(client: Client, end: datetime, file: str, prefix: str) -> list[dict[str, Any]]:
+def _panel_rows(
+    client: Client, end: datetime, file: str, prefix: str, **focus: list[str]
+) -> list[dict[str, Any]]:
+    """The rows of a panel, every variable "All" except those in ``focus``."""
     board = dashboards()[file]
     panel = next(p for p in panels(board) if p["title"].startswith(prefix))
-    districts = [r[0] for r in client.query("SELECT DISTINCT district FROM readings").result_rows]
-    sql = expand(panel["targets"][0]["rawSql"], end - _since(board["time"]["from"]), end, 60,
-                 {"district": districts})  # fmt: skip
+    start = end - _since(board["time"]["from"])
+    variables = {**_variables(client, board, start, end), **focus}
+    sql = expand(panel["targets"][0]["rawSql"], start, end, 60, variables)
     result = client.query(sql)
     return [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
+
+
+def test_alert_links_focus_the_board_on_their_subject(database: tuple[Client, datetime]) -> None:
+    """``var-device``/``var-station``/``var-agency`` of an alert's dashboard link narrow the
+    per-subject panels to that subject, and "All" shows every one."""
+    client, end = database
+    every = _panel_rows(client, end, "ioc-air-quality.json", "VN_AQI theo trạm")
+    assert len({r["device_id"] for r in every}) > 1
+    one = every[0]["device_id"]
+    focused = _panel_rows(client, end, "ioc-air-quality.json", "VN_AQI theo trạm", device=[one])
+    assert [r["device_id"] for r in focused] == [one]
+    stations = _panel_rows(client, end, "ioc-river.json", "Mực nước so với")
+    assert len(stations) > 1
+    tan_chau = _panel_rows(client, end, "ioc-river.json", "Mực nước so với", station=["tan-chau"])
+    assert [r["station"] for r in tan_chau] == ["Tân Châu"]
+    levels = _panel_rows(client, end, "ioc-river.json", "Mực nước theo trạm", station=["tan-chau"])
+    assert {r["station"] for r in levels} == {"Tân Châu"}
+    agencies = _panel_rows(client, end, "ioc-services.json", "Hồ sơ theo cơ quan")
+    assert len(agencies) > 1
+    first = agencies[0]["agency"]
+    only = _panel_rows(client, end, "ioc-services.json", "Hồ sơ theo cơ quan", agency=[first])
+    assert [a["agency"] for a in only] == [first]
+    seen = _panel_rows(client, end, "ioc-devices.json", "Lần cuối nhận", device=[one])
+    assert [r["device_id"] for r in seen] == [one]
 
 
 def test_service_and_alert_panels_compute_what_they_say(database: tuple[Client, datetime]) -> None:

@@ -185,6 +185,12 @@ def test_dashboards_are_complete_and_linked_from_alert_rules() -> None:
     } <= uids
     linked = set(re.findall(r"\{grafana_url\}/d/([a-z0-9-]+)", RULES.read_text()))
     assert linked <= uids, f"alert rules link to unknown dashboards: {linked - uids}"
+    variables = {b["uid"]: {v["name"] for v in b["templating"]["list"]} for b in boards.values()}
+    links = re.findall(r"\{grafana_url\}/d/([a-z0-9-]+)\?([^\"]*)", RULES.read_text())
+    assert links
+    for uid, query in links:
+        for name in re.findall(r"var-([a-z_]+)=", query):
+            assert name in variables[uid], f"{uid} has no variable {name!r} (linked from rules)"
     for name, board in boards.items():
         assert name == f"{board['uid']}.json"
         ids = [p["id"] for p in panels(board)]
