@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ class Board:
         h: int = 8,
         unit: str = "short",
         description: str = "",
-        thresholds: list[tuple[float | None, str]] | None = None,
+        thresholds: Sequence[tuple[float | None, str]] | None = None,
         decimals: int | None = None,
         options: dict[str, Any] | None = None,
         overrides: list[dict[str, Any]] | None = None,
