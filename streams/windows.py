@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Final
 
 from schemas.indicators import READING_STATS_1M, WindowResult
@@ -58,6 +59,9 @@ def to_ms(value: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """The aware UTC datetime of epoch milliseconds."""
     return _EPOCH + timedelta(milliseconds=ms)
+
+
+_bound = lru_cache(maxsize=4096)(from_ms)  # window bounds repeat across devices and metrics
 
 
 def window_start(ts_ms: int, size_ms: int) -> int:
@@ -171,16 +175,20 @@ class Aggregate:
             self.min, self.max = other.min, other.max
             self.last, self.last_ms = other.last, other.last_ms
             return
-        n = self.count + other.count
+        count, other_count = self.count, other.count
+        n = count + other_count
         delta = other.mean - self.mean
-        self.m2 += other.m2 + delta * delta * self.count * other.count / n
-        self.mean += delta * other.count / n
+        self.m2 += other.m2 + delta * delta * count * other_count / n
+        self.mean += delta * other_count / n
         self.count = n
         self.total += other.total
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
-        if self.last_ms is None or (other.last_ms is not None and other.last_ms >= self.last_ms):
-            self.last, self.last_ms = other.last, other.last_ms
+        if other.min < self.min:  # noqa: PLR1730 - min() costs a call (merged once per pane)
+            self.min = other.min
+        if other.max > self.max:  # noqa: PLR1730
+            self.max = other.max
+        last_ms, other_ms = self.last_ms, other.last_ms
+        if last_ms is None or (other_ms is not None and other_ms >= last_ms):
+            self.last, self.last_ms = other.last, other_ms
 
     @property
     def stddev(self) -> float:
@@ -213,8 +221,8 @@ class Aggregate:
             ward=ward,
             metric=metric,
             unit=unit,
-            window_start=from_ms(start_ms),
-            window_end=from_ms(start_ms + size_ms),
+            window_start=_bound(start_ms),
+            window_end=_bound(start_ms + size_ms),
             count=self.count,
             mean=self.total / self.count,
             min=self.min,

@@ -27,6 +27,13 @@ worker's no-double-count argument (see ``streams/agents/readings.py``):
 * nothing depends on the wall clock, so the same messages give the same windows, the same
   late readings and bit-identical floating-point results.
 
+Two ways through a message, with the same effect: a message whose readings are all valid,
+on time, on this partition and new (the normal case) is admitted with whole-batch checks
+(``_admit_all``: field types, finiteness, the earliest reading against the latest possible
+watermark); any other message is applied reading by reading (``_apply_each``), which decides
+every rule below for each reading in order. ``tests/unit/test_partition_fast_path.py`` checks
+that both give identical outcomes and records.
+
 Bad readings never raise: they come back in ``rejected`` with a dead-letter reason
 (``malformed_payload``, ``non_finite_value``, ``schema_violation`` for a device that does not
 hash to this partition, ``late``) and the original reading object as payload.
@@ -37,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from math import isfinite
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -56,6 +64,15 @@ PARTITION_KEY_PREFIX: Final = b"\x00partition:"
 RECORD_VERSION: Final = 2
 READABLE_VERSIONS: Final = frozenset({1, 2})  # v1: 1-minute panes only, no derived windows
 _NO_WATERMARK: Final = -(1 << 62)  # below any event time in ms: "no reading seen yet"
+_TIME_CACHE: Final = 4096  # distinct event-time strings remembered (parsed once each)
+_COVER_CACHE: Final = 1024  # pane starts whose covering derived windows are remembered
+_DEVICE_ID: Final = itemgetter("device_id")
+_METRIC: Final = itemgetter("metric")
+_VALUE: Final = itemgetter("value")
+_EVENT_TIME: Final = itemgetter("event_time")
+_STR: Final = frozenset({str})
+_FLOAT: Final = frozenset({float})
+_NUMBER: Final = frozenset({float, int})
 
 
 class StateFormatError(ValueError):
@@ -162,6 +179,8 @@ class PartitionState:
         self._ends: dict[int, set[str]] = {}  # pane end -> devices with a pane ending there
         self._pends: dict[int, set[str]] = {}  # derived window end -> devices
         self._unsaved: dict[str, None] = {}  # devices changed since the last checkpoint
+        self._ms_of: dict[str, int] = {}  # event-time string -> epoch ms (a pure cache)
+        self._covers: dict[int, list[tuple[int, int, int]]] = {}  # see _covering (a cache)
         self._saved_offset = -1
         self.dropped_partials = 0  # restored derived windows of specs no longer configured
 
@@ -183,23 +202,145 @@ class PartitionState:
         if offset <= self.offset:
             out.replayed = True
             return out
+        admitted = self._admit_all(offset, readings)
+        if admitted is not None:  # the common case: every reading valid, on time and new
+            wm_, touched = admitted
+            accepted, skipped = len(readings), 0
+        else:
+            wm_, touched, accepted, skipped = self._apply_each(offset, readings, out.rejected)
+        out.accepted = accepted
+        out.skipped = skipped
+        wm = None if wm_ == _NO_WATERMARK else wm_
+        for dev in touched.values():
+            dev.offset = offset
+        if watermark_ms is not None and (wm is None or watermark_ms > wm):
+            wm = watermark_ms
+        self.watermark.value_ms = wm
+        dirty = dict.fromkeys(touched)
+        out.results = self._close(wm, dirty, out.values)
+        out.dirty = list(dirty)
+        self._unsaved.update(dirty)
+        self.offset = offset
+        return out
+
+    def _event_ms(self, times: Sequence[Any]) -> list[int]:
+        """Epoch ms of each event time (parsed once per distinct string, cached).
+
+        Raises ``KeyError``/``TypeError``/``ValueError``/``OverflowError`` for a bad time.
+        """
+        cache = self._ms_of
+        try:
+            return list(map(cache.__getitem__, times))
+        except KeyError:
+            if len(cache) > _TIME_CACHE:
+                cache.clear()
+            for text in set(times):
+                if text not in cache:
+                    if type(text) is not str:
+                        raise TypeError("event_time must be a string") from None
+                    cache[text] = to_ms(parse_time(text))
+            return list(map(cache.__getitem__, times))
+
+    def _admit_all(
+        self, offset: int, readings: Sequence[Any]
+    ) -> tuple[int, dict[str, DeviceState]] | None:
+        """Apply a message whose readings are all valid, on time and not yet applied, with
+        whole-batch checks; ``None`` (nothing changed) when any reading needs the per-reading
+        rules of :meth:`_apply_each`. Same effect as :meth:`_apply_each` on such a batch:
+        the watermark is the greatest event time, every reading is added in order.
+
+        Returns the new watermark (``_NO_WATERMARK`` if none) and the devices touched.
+        """
+        wm = self.watermark.value_ms
+        if not readings:
+            return (_NO_WATERMARK if wm is None else wm), {}
+        try:
+            devs = list(map(_DEVICE_ID, readings))
+            metrics = list(map(_METRIC, readings))
+            values = list(map(_VALUE, readings))
+            times = list(map(_EVENT_TIME, readings))
+            if set(map(type, devs)) != _STR or set(map(type, metrics)) != _STR:
+                return None
+            if "" in devs or "" in metrics:
+                return None
+            kinds = set(map(type, values))
+            if kinds != _FLOAT:
+                if not kinds <= _NUMBER:  # exact types: a bool is not a number here
+                    return None
+                values = list(map(float, values))
+            if not all(map(isfinite, values)):
+                return None
+            stamps = self._event_ms(times)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        size = self.windows.size_ms
+        low = min(stamps)
+        high = max(stamps)
+        if wm is not None and wm > high:
+            high = wm
+        if high >= low - low % size + size + self.windows.grace_ms:
+            return None  # a reading may be late: judged one by one
+        devices = self.devices
+        firsts = dict.fromkeys(devs)  # in order of first appearance, like _apply_each
+        new = [d for d in firsts if d not in devices]
+        if self.partitions and any(
+            partition_for(d, self.partitions) != self.partition for d in new
+        ):
+            return None
+        if any(devices[d].offset >= offset for d in firsts if d in devices):
+            return None  # replay after a restart: some readings were already applied
+        for d in new:
+            devices[d] = DeviceState(d)
+        ends = self._ends
+        for obj, device_id, metric, value, ms in zip(
+            readings, devs, metrics, values, stamps, strict=True
+        ):
+            start = ms - ms % size
+            panes = devices[device_id].windows
+            win = panes.get((metric, start))
+            if win is None:
+                win = panes[(metric, start)] = self._open(obj, metric, start)
+                ends.setdefault(start + size, set()).add(device_id)
+            win.agg.add(value, ms)
+        return high, {d: devices[d] for d in firsts}
+
+    @staticmethod
+    def _open(obj: dict[str, Any], metric: str, start: int) -> OpenWindow:
+        """A new pane; its metadata comes from its first reading."""
+        return OpenWindow(
+            metric,
+            start,
+            _text(obj, "unit"),
+            _text(obj, "device_kind"),
+            _text(obj, "district"),
+            _text(obj, "ward"),
+            Aggregate(),
+        )
+
+    def _apply_each(
+        self, offset: int, readings: Sequence[Any], rejected: list[Rejected]
+    ) -> tuple[int, dict[str, DeviceState], int, int]:
+        """Apply readings one by one: each is validated, judged late against the watermark
+        before it, skipped if its device's record already includes ``offset``, else added.
+
+        Returns the new watermark (``_NO_WATERMARK`` if none), the devices touched, and the
+        counts of accepted and skipped readings; rejected readings are appended to
+        ``rejected``.
+        """
         size = self.windows.size_ms
         grace = self.windows.grace_ms
         wm = self.watermark.value_ms
         devices = self.devices
         ends = self._ends
         touched: dict[str, DeviceState] = {}
-        times: dict[str, int] = {}
-        rejected = out.rejected
         accepted = skipped = 0
-        # hot loop: exact-type checks (orjson yields exact types), no None checks on the watermark
+        # exact-type checks (orjson yields exact types), no None checks on the watermark
         wm_ = _NO_WATERMARK if wm is None else wm
         for obj in readings:
             try:
                 device_id = obj["device_id"]
                 metric = obj["metric"]
                 value = obj["value"]
-                event_time = obj["event_time"]
                 if type(device_id) is not str or not device_id:
                     raise TypeError("device_id must be a non-empty string")
                 if type(metric) is not str or not metric:
@@ -209,9 +350,7 @@ class PartitionState:
                     value = float(value)
                 elif kind is not float:  # bool is not int here: exact types
                     raise TypeError("value must be a number")
-                ms = times.get(event_time)
-                if ms is None:
-                    ms = times[event_time] = to_ms(parse_time(event_time))
+                (ms,) = self._event_ms((obj["event_time"],))
             except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 rejected.append(self._reject(obj, "malformed_payload", f"invalid reading: {exc}"))
                 continue
@@ -241,34 +380,12 @@ class PartitionState:
             start = end - size
             win = dev.windows.get((metric, start))
             if win is None:
-                win = OpenWindow(
-                    metric,
-                    start,
-                    _text(obj, "unit"),
-                    _text(obj, "device_kind"),
-                    _text(obj, "district"),
-                    _text(obj, "ward"),
-                    Aggregate(),
-                )
-                dev.windows[(metric, start)] = win
+                win = dev.windows[(metric, start)] = self._open(obj, metric, start)
                 ends.setdefault(end, set()).add(device_id)
             win.agg.add(value, ms)
             touched[device_id] = dev
             accepted += 1
-        out.accepted = accepted
-        out.skipped = skipped
-        wm = None if wm_ == _NO_WATERMARK else wm_
-        for dev in touched.values():
-            dev.offset = offset
-        if watermark_ms is not None and (wm is None or watermark_ms > wm):
-            wm = watermark_ms
-        self.watermark.value_ms = wm
-        dirty = dict.fromkeys(touched)
-        out.results = self._close(wm, dirty, out.values)
-        out.dirty = list(dirty)
-        self._unsaved.update(dirty)
-        self.offset = offset
-        return out
+        return wm_, touched, accepted, skipped
 
     def _reject(self, obj: Any, reason: Reason, detail: str) -> Rejected:
         device_id = obj.get("device_id") if isinstance(obj, dict) else None
@@ -344,19 +461,34 @@ class PartitionState:
 
     def _fold(self, dev: DeviceState, pane: OpenWindow) -> None:
         """Merge a closed pane into every derived window covering it."""
-        pane_end = pane.start_ms + self.windows.size_ms
         dev.derived_cache = None
-        for idx, spec in enumerate(self.specs):
-            for start, end in spec.containing(pane.start_ms, pane_end):
-                key = (idx, pane.metric, start)
-                part = dev.partials.get(key)
-                if part is None:
-                    part = dev.partials[key] = OpenWindow(
-                        pane.metric, start, pane.unit, pane.device_kind, pane.district,
-                        pane.ward, Aggregate(), end,
-                    )  # fmt: skip
-                    self._pends.setdefault(end, set()).add(dev.device_id)
-                part.agg.merge(pane.agg)
+        partials = dev.partials
+        metric = pane.metric
+        for idx, start, end in self._covering(pane.start_ms):
+            key = (idx, metric, start)
+            part = partials.get(key)
+            if part is None:
+                part = partials[key] = OpenWindow(
+                    metric, start, pane.unit, pane.device_kind, pane.district, pane.ward,
+                    Aggregate(), end,
+                )  # fmt: skip
+                self._pends.setdefault(end, set()).add(dev.device_id)
+            part.agg.merge(pane.agg)
+
+    def _covering(self, pane_start: int) -> list[tuple[int, int, int]]:
+        """``(spec index, start, end)`` of every derived window covering the pane starting at
+        ``pane_start``, in spec order (the same for every device: computed once per pane)."""
+        found = self._covers.get(pane_start)
+        if found is None:
+            if len(self._covers) > _COVER_CACHE:
+                self._covers.clear()
+            pane_end = pane_start + self.windows.size_ms
+            found = self._covers[pane_start] = [
+                (idx, start, end)
+                for idx, spec in enumerate(self.specs)
+                for start, end in spec.containing(pane_start, pane_end)
+            ]
+        return found
 
     def checkpoint(self) -> list[tuple[bytes, bytes]]:
         """The records to persist now: every device changed since the last checkpoint, then
