@@ -136,10 +136,7 @@ class Ingest:
             **self.kafka.client_options(),
             group_id=None,
             enable_auto_commit=False,
-            # Reading our own output back only feeds the de-duplication memory; kafka-python's
-            # pure-Python CRC-32C (without the optional crc32c package) would cost as much as
-            # validating the events did.
-            check_crcs=False,
+            check_crcs=True,  # cheap with the crc32c package (a dependency)
             client_id=f"{self.client_id}-tail",
         )
         return EventsTail(consumer, self.topics.events, self.seen, stall_s=self.config.stall_s)
