@@ -134,3 +134,30 @@ class PartitionBatch:
                 token = dedup_token(self.topic, self.partition, self.first, self.last, table)
                 out.append((table, cols, token))
         return out
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Where a newly assigned partition resumes: ``offset`` (None: the consumer's reset
+    policy, i.e. the earliest retained offset) and, while replaying a recorded range, the
+    range's last offset ``close_at``."""
+
+    offset: int | None
+    close_at: int | None = None
+
+
+def restart_at(committed: int | None, recorded: tuple[int, int] | None) -> Restart:
+    """Where a partition resumes after an assignment, from its committed offset and the last
+    range recorded in ``sink_ledger`` (pure).
+
+    * A committed offset after the recorded range (or no range): resume there.
+    * A committed offset within or before the recorded range, or none at all: replay exactly
+      that range (everything before it was written before it was recorded, so it is skipped),
+      closing the batch at its last offset so that it gets the same tokens.
+    * Neither: start from the reset policy (``offset`` None).
+    """
+    if recorded is not None:
+        first, last = recorded
+        if committed is None or committed <= last:
+            return Restart(first, last)
+    return Restart(committed)

@@ -9,13 +9,16 @@ Guarantees (at-least-once delivery made effectively-once by idempotent writes):
   ``insert_deduplication_token = topic/partition/first-last/table`` with
   ``deduplicate_blocks_in_dependent_materialized_views = 1``, so ClickHouse drops a repeated
   insert in the table and in every materialized-view target (roll-ups, latest values).
-* **Resume and replay.** When a partition is assigned and its position is at or before the
-  last recorded range (a crash before the commit, a rebalance, a consumer group reset to the
-  earliest offset), the sink seeks to that range's first offset and rebuilds exactly that batch
-  (it closes the batch at the range's last offset whatever the limits say); its inserts carry
-  the same tokens and so add nothing that was already written. Everything before the range was
-  written before the range was recorded, so it is skipped. Resetting the group therefore
-  changes no count.
+* **Resume and replay.** Every partition the sink is assigned (at start and after every
+  rebalance, including a partition revoked and given back to the same sink) resumes at its
+  committed offset, unless that offset is within or before the last recorded range (a crash
+  before the commit, a rebalance, a consumer group reset to the earliest offset): then the
+  sink seeks to that range's first offset and rebuilds exactly that batch (it closes the batch
+  at the range's last offset whatever the limits say); its inserts carry the same tokens and
+  so add nothing that was already written. Everything before the range was written before the
+  range was recorded, so it is skipped. With neither, it starts at the earliest retained
+  offset (the consumer's reset policy). Records fetched for a partition before it was moved
+  there are discarded. Resetting the group therefore changes no count.
 * **Backpressure.** Batches are written by one insert thread, in order, while the main
   thread reads and decodes the next ones; at most ``max_inflight`` batches wait for it.
   A failed insert is retried with exponential backoff and full jitter (``backoff_initial_s``
@@ -28,10 +31,15 @@ Guarantees (at-least-once delivery made effectively-once by idempotent writes):
   ``poison_row``, source ``kafka:<topic>``, source id ``<partition>:<offset>``, the original
   bytes, the message timestamp as time) in the same batch; it never blocks the partition.
 
-Rebalance: the unwritten batch of a revoked partition is dropped (its offsets were not
-committed, so the next owner reads them again). A sink that lost a partition while in a retry
-loop may still finish that insert; the next owner replays the same recorded range with the
-same tokens, so the result is still one copy.
+Rebalance: the rebalance callbacks only take note (kafka-python runs them on its IO path,
+where nothing may block); the unwritten batch of a revoked partition is dropped (its offsets
+were not committed, so the next owner, possibly this sink again, reads them again), and each
+newly assigned partition is moved to its restart offset by the main loop after the poll that
+completed the rebalance, before any of its records is used. A sink that lost a partition while
+in a retry loop may still finish that insert; the next owner replays the same recorded range
+with the same tokens, so the result is still one copy. kafka-python 3.0.12 could lose a group
+join that finished between two polls and leave the sink fetching nothing for good;
+:func:`connectors.kafka.join_fix.patch_kafka_join` corrects that.
 """
 
 from __future__ import annotations
@@ -52,14 +60,16 @@ from clickhouse_connect.driver.client import Client
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from connectors.clickhouse.batch import Limits, PartitionBatch
+from connectors.clickhouse.batch import Limits, PartitionBatch, restart_at
+from connectors.clickhouse.client import InsertTypes
 from connectors.clickhouse.rows import Columns, TopicRoute
+from connectors.kafka.join_fix import patch_kafka_join
 from connectors.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
-POSITION_TIMEOUT_MS = 5_000  # longest wait for a newly assigned partition's position
+COMMITTED_TIMEOUT_MS = 5_000  # longest wait for a newly assigned partition's committed offset
 
 #: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
 INSERT_SETTINGS: Mapping[str, Any] = {
@@ -105,12 +115,17 @@ class ClickHouseSink:
     ) -> None:
         self.metrics = metrics
         self.client = client
+        self.types = InsertTypes(client)
         self.routes = dict(routes)
         self.config = config or SinkConfig()
+        patch_kafka_join()
         self.consumer = consumer_factory()
         self.pending: dict[TopicPartition, PartitionBatch] = {}
         self.replay: dict[TopicPartition, int] = {}
-        self.unchecked: set[TopicPartition] = set()
+        self.unchecked: set[TopicPartition] = set()  # assigned, not yet moved to its restart
+        self.rebalances = 0  # assignments received (read by tests)
+        self.messages_read = 0  # messages added to batches (read by tests)
+        self._reset_latest = self.consumer.config.get("auto_offset_reset") == "latest"
         self.stop = Event()
         self.failing = Event()
         self.rows_written = 0
@@ -122,85 +137,105 @@ class ClickHouseSink:
         self.inflight: deque[_InFlight] = deque()
 
     # -- ledger -------------------------------------------------------------------------
-    def recorded_range(self, tp: TopicPartition) -> tuple[int, int] | None:
-        """The last offset range recorded for ``tp`` in ``sink_ledger``, or None."""
+    def _record(self, batch: PartitionBatch) -> None:
+        row = [batch.topic, batch.partition, batch.first, batch.last, datetime.now(UTC)]
+        names = ["topic", "partition", "first_offset", "last_offset", "recorded_at"]
+        self._retry(
+            "record sink_ledger",
+            lambda: self._insert_once("sink_ledger", names, [[v] for v in row], {}),
+            "sink_ledger",
+        )
+
+    def recorded_ranges(self, tps: list[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        """The last offset range recorded in ``sink_ledger`` for each of ``tps`` that has one
+        (one query)."""
+        topics = sorted({tp.topic for tp in tps})
         rows = self._retry(
             "read sink_ledger",
             lambda: (
                 self.client.query(
-                    "SELECT first_offset, last_offset FROM sink_ledger FINAL "
-                    "WHERE topic = {t:String} AND partition = {p:UInt16}",
-                    parameters={"t": tp.topic, "p": tp.partition},
+                    "SELECT topic, partition, first_offset, last_offset FROM sink_ledger FINAL "
+                    "WHERE topic IN {t:Array(String)}",
+                    parameters={"t": topics},
                 ).result_rows
             ),
         )
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+        wanted = set(tps)
+        found = {TopicPartition(str(r[0]), int(r[1])): (int(r[2]), int(r[3])) for r in rows}
+        return {tp: rng for tp, rng in found.items() if tp in wanted}
 
-    def _record(self, batch: PartitionBatch) -> None:
-        row = [batch.topic, batch.partition, batch.first, batch.last, datetime.now(UTC)]
-        self._retry(
-            "record sink_ledger",
-            lambda: self.client.insert(
-                "sink_ledger",
-                [row],
-                column_names=["topic", "partition", "first_offset", "last_offset", "recorded_at"],
-            ),
-            "sink_ledger",
-        )
+    def recorded_range(self, tp: TopicPartition) -> tuple[int, int] | None:
+        """The last offset range recorded for ``tp`` in ``sink_ledger``, or None."""
+        return self.recorded_ranges([tp]).get(tp)
 
-    def _check_assigned(self, polled: Mapping[TopicPartition, list[Any]]) -> set[TopicPartition]:
-        """Resume newly assigned partitions at their recorded batch; returns those moved.
+    def _restart_assigned(self) -> None:
+        """Move every newly assigned partition to where it must resume (main thread).
 
-        Runs in the main loop (kafka-python forbids blocking calls in rebalance callbacks).
-        ``polled`` are the records the last poll returned: a partition's position is its
-        first polled offset, or else the consumer's position.
+        kafka-python keeps the fetch position of a partition that is revoked and assigned
+        again to the same consumer in one rebalance, while the sink dropped that partition's
+        open batch on revocation: going on from there would lose the dropped rows. So every
+        newly assigned partition is moved to its committed offset, or to the last recorded
+        range (:func:`restart_at`); records fetched for it before the move are discarded by
+        the caller. Blocking calls (``committed()``, the ledger query) are made here, never in
+        the rebalance callbacks, which kafka-python runs on its IO path. If a committed offset
+        cannot be read now (bounded wait), that partition and those not yet moved stay flagged
+        (their records keep being discarded) and are tried again next loop.
         """
-        moved: set[TopicPartition] = set()
         assigned = self.consumer.assignment()
-        retry: set[TopicPartition] = set()
-        for tp in sorted(self.unchecked, key=lambda t: (t.topic, t.partition)):
-            if tp not in assigned:
-                continue
-            recorded = self.recorded_range(tp)
-            if recorded is None:
-                continue
-            first, last = recorded
-            if polled.get(tp):
-                position: int | None = polled[tp][0].offset
-            else:
-                # bounded: an unbounded position() blocks the loop (and so every partition)
-                # for as long as the group coordinator cannot answer, e.g. mid-rebalance
-                position = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
-            if position is None:  # nothing polled for it, so nothing to hold back: next loop
-                retry.add(tp)
-                continue
-            if position <= last:
-                log.info(
-                    "%s[%d]: position %d is within or before the recorded batch %d-%d; "
-                    "replaying that batch, skipping what precedes it",
+        todo = sorted(self.unchecked & assigned, key=lambda t: (t.topic, t.partition))
+        self.unchecked &= assigned
+        if not todo:
+            return
+        recorded = self.recorded_ranges(todo)
+        for tp in todo:
+            try:
+                committed = self.consumer.committed(tp, timeout_ms=COMMITTED_TIMEOUT_MS)
+            except KafkaError as exc:  # the rest stay flagged too: all tried again next loop
+                log.warning(
+                    "%s[%d]: committed offset not readable (%s); trying again",
                     tp.topic,
                     tp.partition,
-                    position,
-                    first,
-                    last,
+                    exc,
                 )
-                self.consumer.seek(tp, first)
-                self.replay[tp] = last
-                moved.add(tp)
-        self.unchecked = retry
-        return moved
+                break
+            restart = restart_at(committed, recorded.get(tp))
+            if restart.offset is None:
+                if self._reset_latest:
+                    self.consumer.seek_to_end(tp)
+                else:
+                    self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, restart.offset)
+            if restart.close_at is not None:
+                self.replay[tp] = restart.close_at
+            else:
+                self.replay.pop(tp, None)
+            log.info(
+                "%s[%d]: assigned; resuming at %s (committed %s, recorded range %s)%s",
+                tp.topic,
+                tp.partition,
+                "the reset position" if restart.offset is None else restart.offset,
+                committed,
+                recorded.get(tp),
+                ", replaying that range" if restart.close_at is not None else "",
+            )
+            self.unchecked.discard(tp)
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        # flag only: kafka-python runs this on its IO path, where nothing may block
         self.unchecked.update(assigned)
+        self.rebalances += 1
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        # flag only (see _on_assigned); the open batches are dropped: their offsets were not
+        # committed, so whoever is assigned the partition next reads them again
         for tp in revoked:
             self._next_seen.pop(tp, None)
             batch = self.pending.pop(tp, None)
             if batch is not None and batch.first >= 0:
                 log.info(
-                    "%s[%d]: revoked; dropping unwritten offsets %d-%d (the next owner reads "
-                    "them again)",
+                    "%s[%d]: revoked; dropping unwritten offsets %d-%d (read again by the next "
+                    "owner, this sink included)",
                     tp.topic,
                     tp.partition,
                     batch.first,
@@ -297,12 +332,26 @@ class ClickHouseSink:
         data = [cols[n] for n in names]
         settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
         self._retry(
-            f"insert into {table}",
-            lambda: self.client.insert(
-                table, data, column_names=names, column_oriented=True, settings=settings
-            ),
-            table,
+            f"insert into {table}", lambda: self._insert_once(table, names, data, settings), table
         )
+
+    def _insert_once(
+        self, table: str, names: list[str], data: list[Any], settings: Mapping[str, Any]
+    ) -> None:
+        """One column-oriented insert with the table's cached column types (no ``DESCRIBE``
+        round trip per insert)."""
+        try:
+            self.client.insert(
+                table,
+                data,
+                column_names=names,
+                column_type_names=self.types.type_names(table, names),
+                column_oriented=True,
+                settings=dict(settings),
+            )
+        except Exception:
+            self.types.forget(table)  # described again before the retry
+            raise
 
     def _retry(self, what: str, call: Callable[[], Any], table: str = "") -> Any:
         """``call()`` until it succeeds; exponential backoff with full jitter meanwhile.
@@ -368,12 +417,16 @@ class ClickHouseSink:
                     timeout_ms=timeout_ms, max_records=self.config.max_poll_records
                 )
                 if self.unchecked:
+                    # what was fetched for a newly assigned partition before it is moved to
+                    # its restart offset is discarded (read again from there)
+                    held = set(self.unchecked)
                     self._reap(block=True)  # the ledger must show every range handed out
-                    moved = self._check_assigned(records)
-                    records = {tp: m for tp, m in records.items() if tp not in moved}
+                    self._restart_assigned()
+                    records = {tp: m for tp, m in records.items() if tp not in held}
                 for tp, messages in records.items():
                     for m in messages:
                         self.add(tp, m.value, m.offset, m.timestamp)
+                    self.messages_read += len(messages)
                     if messages:
                         self._next_seen[tp] = messages[-1].offset + 1
                 now = time.monotonic()

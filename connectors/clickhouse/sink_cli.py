@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
 
 from kafka import KafkaConsumer
 from pydantic import Field
@@ -45,10 +50,16 @@ class SinkSettings(BaseSettings):
     backoff_max_s: float = Field(30.0, gt=0)
     metrics_port: int = Field(9402, ge=0)
     check_crcs: bool = Field(
-        False,
-        description="verify each Kafka record batch's CRC32C; kafka-python does it in pure "
-        "Python (about 8 s per 100 MB) unless the crc32c package is installed; the broker "
-        "already verified it when the batch was produced",
+        True,
+        description="verify each Kafka record batch's CRC32C (in C: the crc32c package is a "
+        "dependency; without it kafka-python's pure-Python CRC costs about 8 s per 100 MB)",
+    )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="sink processes to run, each an independent member of the consumer group "
+        "(Kafka spreads the partitions over them); more than 1 uses more cores",
     )
     session_timeout_ms: int = Field(
         45_000,
@@ -104,7 +115,18 @@ def run(argv: list[str]) -> int:
         default=env.metrics_port,
         help="serve Prometheus /metrics on this port (0: off)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=env.processes,
+        help="run N sink processes, each its own member of the group (default "
+        f"{env.processes}; IOC_SINK_PROCESSES); the metrics ports are --metrics-port + i",
+    )
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.processes > 1:
+        return supervise(argv, args.processes, args.metrics_port)
 
     kafka, ch = KafkaSettings(), ClickHouseSettings()
     try:
@@ -146,3 +168,52 @@ def run(argv: list[str]) -> int:
     )
     sink.run()
     return 0
+
+
+def supervise(argv: list[str], processes: int, metrics_port: int) -> int:
+    """Run ``processes`` sink processes until SIGTERM or Ctrl-C, then stop them (SIGTERM: each
+    writes what it holds and commits) and wait for them.
+
+    Each child is an ordinary ``iocstream sink`` with the same options, so every guarantee of
+    :mod:`connectors.clickhouse.sink` holds per process; together they are members of one
+    consumer group, which spreads the partitions. If a child exits on its own, the others are
+    stopped too and its exit code is returned (let the supervisor of this process restart the
+    whole set). This process only starts, watches and stops them: SIGKILL it and the children
+    go on until they are stopped themselves (kill the process group to stop all at once).
+    """
+    children: list[subprocess.Popen[bytes]] = []
+    for i in range(processes):
+        port = metrics_port + i if metrics_port else 0
+        command = [sys.executable, "-m", "streams.cli.main", "sink", *argv,
+                   "--processes", "1", "--metrics-port", str(port)]  # fmt: skip
+        children.append(subprocess.Popen(command))
+    log.info("sink: %d processes started (pids %s)", processes, [c.pid for c in children])
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping %d sink processes", signum, len(children))
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    code = 0
+    while not stop.is_set():
+        for child in children:
+            if child.poll() is not None:
+                log.error("sink process %d exited with %d; stopping the others", child.pid,
+                          child.returncode)  # fmt: skip
+                code = child.returncode or 1
+                stop.set()
+                break
+        stop.wait(0.5)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            log.error("sink process %d did not stop; killing it", child.pid)
+            child.kill()
+            child.wait()
+    return code

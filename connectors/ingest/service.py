@@ -62,6 +62,7 @@ from connectors.ingest.catalog import Catalog
 from connectors.ingest.dedup import SeenSet, digest
 from connectors.ingest.parse import Limits, origin_of, parse_record
 from connectors.ingest.tail import EventsTail, TailStalled
+from connectors.kafka.join_fix import patch_kafka_join
 from connectors.metrics import Metrics
 from connectors.settings import KafkaSettings, TopicSettings
 from schemas.events import STRUCTURED_CONTENT_TYPE, Event
@@ -142,6 +143,7 @@ class Ingest:
         return EventsTail(consumer, self.topics.events, self.seen, stall_s=self.config.stall_s)
 
     def _consumer(self) -> KafkaConsumer:
+        patch_kafka_join()  # a join finishing between polls must not leave the group stuck
         return KafkaConsumer(
             **self.kafka.client_options(),
             group_id=self.config.group_id,

@@ -1,0 +1,138 @@
+"""Where the sink resumes a newly assigned partition (pure rule and the main-loop step, with a
+fake consumer and ledger): committed offset, last recorded range, or the reset policy; a
+partition whose committed offset cannot be read stays flagged; the rebalance callbacks only
+take note."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
+
+from connectors.clickhouse.batch import PartitionBatch, Restart, restart_at
+from connectors.clickhouse.rows import ROUTES
+from connectors.clickhouse.sink import ClickHouseSink
+
+T = "ioc.readings"
+P0, P1, P2, P3 = (TopicPartition(T, p) for p in range(4))
+
+
+@pytest.mark.parametrize(
+    ("committed", "recorded", "expected"),
+    [
+        (None, None, Restart(None)),  # nothing: the reset policy (earliest)
+        (120, None, Restart(120)),
+        (120, (100, 119), Restart(120)),  # the recorded range was committed
+        (100, (100, 119), Restart(100, 119)),  # crash between insert and commit: replay it
+        (110, (100, 119), Restart(100, 119)),
+        (40, (100, 119), Restart(100, 119)),  # group reset: skip what precedes the range
+        (None, (100, 119), Restart(100, 119)),
+    ],
+)
+def test_restart_at(
+    committed: int | None, recorded: tuple[int, int] | None, expected: Restart
+) -> None:
+    assert restart_at(committed, recorded) == expected
+
+
+class FakeConsumer:
+    """The part of KafkaConsumer the restart step uses; records every move."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None]) -> None:
+        self.config = {"auto_offset_reset": "earliest"}
+        self.assigned = set(committed)
+        self.offsets = committed
+        self.unreadable: set[TopicPartition] = set()
+        self.moves: list[tuple[TopicPartition, int | str]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        if tp in self.unreadable:
+            raise KafkaTimeoutError("coordinator busy")
+        return self.offsets[tp]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.moves.append((tp, offset))
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.moves.append((tp, "beginning"))
+
+    def seek_to_end(self, tp: TopicPartition) -> None:
+        self.moves.append((tp, "end"))
+
+
+class FakeLedger:
+    """A ClickHouse client whose only table is sink_ledger."""
+
+    def __init__(self, rows: list[tuple[str, int, int, int]]) -> None:
+        self.rows = rows
+        self.queries = 0
+
+    def query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        assert "sink_ledger" in sql
+        self.queries += 1
+        rows = [r for r in self.rows if r[0] in parameters["t"]]
+        return type("Result", (), {"result_rows": rows})()
+
+
+def _sink(consumer: FakeConsumer, ledger: FakeLedger) -> ClickHouseSink:
+    return ClickHouseSink(lambda: consumer, ledger, {T: ROUTES["readings"]})  # type: ignore[arg-type, return-value]
+
+
+def test_new_partitions_move_to_committed_offset_recorded_range_or_reset() -> None:
+    consumer = FakeConsumer({P0: 120, P1: 100, P2: None, P3: None})
+    ledger = FakeLedger([(T, 0, 100, 119), (T, 1, 100, 119), (T, 3, 7, 9), ("other", 2, 1, 2)])
+    sink = _sink(consumer, ledger)
+    sink._on_assigned([P0, P1, P2, P3])
+    sink._restart_assigned()
+    assert sorted(consumer.moves) == sorted([(P0, 120), (P1, 100), (P2, "beginning"), (P3, 7)])
+    assert sink.replay == {P1: 119, P3: 9}  # those batches close exactly at the range's end
+    assert sink.unchecked == set()
+    assert ledger.queries == 1  # one ledger query for all partitions
+    sink.executor.shutdown()
+
+
+def test_unreadable_committed_offset_keeps_partitions_flagged() -> None:
+    consumer = FakeConsumer({P0: 5, P1: 6, P2: 7})
+    consumer.unreadable = {P1}
+    sink = _sink(consumer, FakeLedger([]))
+    sink._on_assigned([P0, P1, P2])
+    sink._restart_assigned()
+    assert consumer.moves == [(P0, 5)]  # P1 failed: it and those after it wait for next loop
+    assert sink.unchecked == {P1, P2}
+    consumer.unreadable = set()
+    sink._restart_assigned()
+    assert consumer.moves == [(P0, 5), (P1, 6), (P2, 7)]
+    assert sink.unchecked == set()
+    sink.executor.shutdown()
+
+
+def test_callbacks_only_take_note_and_revocation_drops_the_open_batch() -> None:
+    consumer = FakeConsumer({P0: 0})
+    sink = _sink(consumer, FakeLedger([]))
+    batch = PartitionBatch(T, 0, ROUTES["readings"])
+    batch.first = batch.last = 3
+    sink.pending[P0] = batch
+    sink.replay[P0] = 9
+    sink._on_revoked([P0])
+    assert sink.pending == {}
+    assert sink.replay == {}
+    sink._on_assigned([P0])  # given back to the same sink in the same rebalance
+    assert consumer.moves == []  # nothing moved (nor read) inside the callback
+    assert sink.unchecked == {P0}
+    assert sink.rebalances == 1
+    sink.executor.shutdown()
+
+
+def test_partitions_no_longer_assigned_are_forgotten() -> None:
+    consumer = FakeConsumer({P0: 1})
+    sink = _sink(consumer, FakeLedger([]))
+    sink._on_assigned([P0, P1])  # P1 went elsewhere before the main loop looked
+    sink._restart_assigned()
+    assert consumer.moves == [(P0, 1)]
+    assert sink.unchecked == set()
+    sink.executor.shutdown()
