@@ -105,8 +105,16 @@ class AlertPartition:
             out.reject(f"rule {item.rule!r} is not loaded")
             return
         state = None if stored is None else stored.state
+        # the forwarder grouped the observations by this fingerprint: the first one is checked,
+        # the others only if their metric or labels differ from it (composite and district
+        # rules), so a foreign or corrupt message is caught without a hash per observation
+        first = item.observations[0] if item.observations else None
+        if first is None or rule.fingerprint_of(first) != item.fingerprint:
+            out.reject(f"rule {rule.name!r} does not give fingerprint {item.fingerprint}")
+            return
         for obs in item.observations:
-            if rule.fingerprint_of(obs) != item.fingerprint:
+            same = obs.metric == first.metric and obs.labels == first.labels
+            if not same and rule.fingerprint_of(obs) != item.fingerprint:
                 out.reject(f"rule {rule.name!r} does not select {obs.metric} {obs.labels}")
                 continue
             state, events = observe_selected(state, rule, obs, item.fingerprint, item.now)

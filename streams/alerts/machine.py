@@ -80,6 +80,10 @@ SEVERITY_NAMES: Final[Mapping[Severity, tuple[str, str]]] = {
 }
 
 
+#: Fields an observation updates on every step, which lifecycle decisions never read.
+_OBSERVED: Final = frozenset({"labels", "memory", "last_seen", "last_evaluated", "value"})
+
+
 class Recorder:
     """Accumulates one step's state changes and events (used by the machine and actions).
 
@@ -91,17 +95,39 @@ class Recorder:
     def __init__(self, state: AlertState, now: datetime) -> None:
         if now.tzinfo is None:
             raise ValueError("now must be a timezone-aware datetime")
-        self.state = state
+        self._state = state
+        self._quiet: dict[str, Any] = {}  # quiet changes not yet applied to _state
         self.now = now
         self.events: list[AlertEvent] = []
+
+    @property
+    def state(self) -> AlertState:
+        """The state with every change so far."""
+        if self._quiet:
+            self._state, self._quiet = evolve(self._state, **self._quiet), {}
+        return self._state
+
+    @state.setter
+    def state(self, value: AlertState) -> None:
+        self._state, self._quiet = value, {}
+
+    @property
+    def lifecycle(self) -> AlertState:
+        """The state for reading lifecycle fields (``state``, ``severity``, timers,
+        acknowledgement, ``rearm_required``, ``episode``): quiet changes of the observation's
+        own fields (:data:`_OBSERVED`) may not be applied yet. Saves a copy per observation."""
+        if self._quiet.keys() <= _OBSERVED:
+            return self._state
+        return self.state
 
     def quiet(self, **changes: Any) -> None:
         """Change fields that are not a lifecycle change (no event, same revision).
 
         The machine's own values (``value``, ``memory``, timers) of the right types only: the
-        copy skips :class:`AlertState`'s validation (it runs on every observation).
+        copy, made once when the state is next read, skips :class:`AlertState`'s validation
+        (it runs on every observation).
         """
-        self.state = evolve(self.state, **changes)
+        self._quiet.update(changes)
 
     def emit(
         self,
@@ -282,7 +308,7 @@ def _firing_update(rec: Recorder, rule: Rule, cond: Condition, at: datetime) -> 
 
 def advance(rec: Recorder, rule: Rule, cond: Condition, at: datetime) -> None:
     """Apply a condition observed at ``at`` to the lifecycle (see the module's policies)."""
-    state = rec.state
+    state = rec.lifecycle
     if state.state in ("inactive", "resolved"):
         if state.rearm_required:
             rec.quiet(value=cond.value, rearm_required=cond.active)

@@ -209,3 +209,22 @@ def test_an_obs_input_still_decodes() -> None:
     obs = Observation({"device_id": "aq-1"}, "pm25", 12.0, T0)
     item = ObsInput("f", "pm25_high", (obs,), T0)
     assert decode_input(encode_input(item)) == item
+
+
+def test_an_item_with_a_foreign_observation_is_rejected_with_a_reason() -> None:
+    rule = RULES.rules[0]
+    mine = Observation({"device_id": "aq-1", "district": "d"}, "pm25", 160.0, T0)
+    fp = rule.fingerprint_of(mine)
+    assert fp is not None
+    other = Observation({"device_id": "aq-2", "district": "d"}, "pm25", 170.0, T0)
+    part = AlertPartition(0, RULES)
+    out = part.apply(0, ObsInput(fp, rule.name, (other, mine), T0))
+    assert "does not give fingerprint" in out.rejected
+    assert not out.events
+    assert not out.dirty
+    later = T0 + timedelta(seconds=1)
+    mixed = ObsInput(fp, rule.name, (mine, replace(other, event_time=later)), later)
+    out = part.apply(1, mixed)
+    assert "does not select" in out.rejected
+    assert [e.kind for e in out.events] == ["firing"]  # the matching observation still counts
+    assert out.dirty == [fp]
