@@ -5,9 +5,10 @@ the design and the no-duplicate argument are in ``streams/alerting/__init__.py``
 
 * Forwarders (stage 1, stateless): ``ioc.readings``, ``ioc.indicators``, ``ioc.events`` and
   ``ioc.alert-actions`` → the internal topic, partitioned by fingerprint: the observations of
-  one input message go as one ``pack`` per internal partition, actions one by one keyed by
-  their fingerprint. An input message is acknowledged once Kafka has acknowledged every
-  internal message made from it.
+  the input messages of ``pack_linger_s`` are gathered (:mod:`~streams.alerting.packing`) and
+  go as one ``pack`` per internal partition (sooner once :data:`PACK_MAX_OBSERVATIONS` wait,
+  and at every rebalance); actions go one by one keyed by their fingerprint. An input message
+  is acknowledged once Kafka has acknowledged every internal message made from it.
 * Evaluator (stage 2): one internal message at a time; publishes the events on ``ioc.alerts``
   and waits for Kafka's acknowledgement, *then* updates the state records. Records are
   written to the table's changelog in rounds (every :data:`FLUSH_INTERVAL_S`, after
@@ -51,10 +52,10 @@ from streams.alerting.inputs import (
     decode_input,
     encode_input,
     group_observations,
-    pack_by_partition,
     reading_observations,
 )
 from streams.alerting.lag import TopicPartitionKey, topic_lags
+from streams.alerting.packing import PackBuffer
 from streams.alerting.partition import AlertPartition
 from streams.alerts.rules import RuleSet
 
@@ -65,6 +66,7 @@ LAG_REPORT_S = 5.0  # how often the consumer-lag gauges are refreshed
 FLUSH_INTERVAL_S = 0.2  # longest time a changed state record waits for its changelog write
 FLUSH_MAX_INPUTS = 1_000  # inputs applied before their records are written whatever the time
 PACK_KEY = b"\x00pack"  # key of a pack (sent to an explicit partition; keys are not used)
+PACK_MAX_OBSERVATIONS = 5_000  # observations gathered before the packs go whatever the linger
 
 
 def inputs_topic_name(app_id: str) -> str:
@@ -103,6 +105,7 @@ class AlerterAgents:
         tick_hold_s: float = 30.0,
         stats_interval_s: float = 30.0,
         metrics: Metrics | None = None,
+        pack_linger_s: float = 0.02,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -131,6 +134,11 @@ class AlerterAgents:
         self._metrics_wanted = rules.metrics()
         self._unflushed: dict[tuple[int, bytes], bytes] = {}  # (partition, key) -> record
         self._unacked: list[Any] = []  # applied inputs whose records are not yet durable
+        absence = (r.name for r in rules.rules if r.kind == "absence")
+        self._packs = PackBuffer(partitions, absence)
+        self._packed: list[Any] = []  # input messages whose observations are in _packs
+        self._pack_linger_s = pack_linger_s
+        self._pack_timer: asyncio.TimerHandle | None = None
         self._input_topics = {topics.readings, topics.indicators, topics.events}
         self._lag_topics = (*sorted(self._input_topics | {topics.alert_actions}), self.inputs_name)
         self._progress: dict[Any, Progress] = {}
@@ -160,6 +168,7 @@ class AlerterAgents:
     # --- rebalances ---------------------------------------------------------------------------
 
     async def _on_rebalance(self, sender: Any, *args: Any, **_: Any) -> None:
+        await self.send_packs()  # gathered inputs go out before their partitions may move
         self.flush()  # records of partitions about to move must be on their changelog now
         self._parts = None  # rebuilt from the recovered table at the next internal message
         self._next_offset.clear()
@@ -240,24 +249,48 @@ class AlerterAgents:
                 stamp = datetime.fromtimestamp(message.timestamp, UTC)
                 self._progress[message.tp] = Progress(max(lag, 0), stamp)
                 self._next_input[(message.tp.topic, message.tp.partition)] = message.offset + 1
-                sends = [
-                    await self.inputs.send(key=key, value=encode_input(item), force=True)
-                    for key, item in items
-                    if not isinstance(item, ObsInput)
-                ]
-                packs = pack_by_partition(
-                    (i for _, i in items if isinstance(i, ObsInput)), self.partitions
-                )
-                for p, pack in sorted(packs.items()):
-                    value = encode_input(pack)
-                    sends.append(
-                        await self.inputs.send(key=PACK_KEY, value=value, partition=p, force=True)
-                    )
                 self.stats.forwarded += len(items)
-                self._ack_when_durable([event], sends)
+                observations = [i for _, i in items if isinstance(i, ObsInput)]
+                if not observations:
+                    sends = [
+                        await self.inputs.send(key=key, value=encode_input(item), force=True)
+                        for key, item in items
+                    ]
+                    self._ack_when_durable([event], sends)
+                    continue
+                self._packs.add(observations)
+                self._packed.append(event)
+                if self._packs.observations >= PACK_MAX_OBSERVATIONS:
+                    await self.send_packs()
+                elif self._pack_timer is None:
+                    self._pack_timer = asyncio.get_running_loop().call_later(
+                        self._pack_linger_s, self._send_packs_soon
+                    )
 
         forward.__qualname__ = forward.__name__ = f"forward{convert.__name__}"
         return forward
+
+    def _send_packs_soon(self) -> None:
+        self._pack_timer = None
+        task = asyncio.ensure_future(self.send_packs())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def send_packs(self) -> None:
+        """Send the gathered observations, one pack per internal partition; their input
+        messages are acknowledged once every pack is durable."""
+        if self._pack_timer is not None:
+            self._pack_timer.cancel()
+            self._pack_timer = None
+        if not self._packed:
+            return
+        packs, events = self._packs.take(), self._packed
+        self._packed = []
+        sends = [
+            await self.inputs.send(key=PACK_KEY, value=encode_input(pack), partition=p, force=True)
+            for p, pack in sorted(packs.items())
+        ]
+        self._ack_when_durable(events, sends)
 
     # --- stage 2: evaluator -------------------------------------------------------------------
 

@@ -34,6 +34,13 @@ class AlerterSettings(BaseSettings):
         None, ge=1, description="partitions of the internal topic (default IOC_TOPIC_PARTITIONS)"
     )
     tick_interval_s: float = Field(5.0, gt=0, description="clock tick interval, seconds")
+    pack_linger_s: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="how long forwarders gather observations into one pack per internal "
+        "partition before sending (fewer, larger internal messages; adds at most this latency)",
+    )
     tick_hold_s: float = Field(
         30.0,
         ge=0,
@@ -213,6 +220,7 @@ def _run_app(
         tick_interval_s=settings.tick_interval_s,
         tick_hold_s=settings.tick_hold_s,
         stats_interval_s=settings.stats_interval_s,
+        pack_linger_s=settings.pack_linger_s,
     )
     log.info(
         "alerter %s starting: %d rules from %s; %s, %s, %s, %s -> %s (%d partitions) -> %s; "

@@ -8,11 +8,12 @@ operator actions, clock ticks — is read by one task, in one total order (see
 
 * ``obs`` — the observations of one input message for one rule and one fingerprint, with
   ``now``, the forwarder's clock when it forwarded them. Key: the fingerprint.
-* ``pack`` — the ``obs`` items of one input message whose fingerprints fall in one internal
-  partition (Kafka's default partitioner on the fingerprint, :func:`partition_of`), in input
-  order, each (rule, fingerprint) at most once, sent to that partition explicitly. What the
-  forwarders send: one internal message per input message and partition instead of one per
-  alert, so a reading batch of 500 devices costs a handful of Kafka records, not 500.
+* ``pack`` — ``obs`` items whose fingerprints fall in one internal partition (Kafka's default
+  partitioner on the fingerprint, :func:`partition_of`), in input order, each (rule,
+  fingerprint) at most once, sent to that partition explicitly. What the forwarders send:
+  the observations of a short linger go as one internal message per partition
+  (:mod:`streams.alerting.packing`) instead of one per alert, so a reading batch of 500
+  devices costs a handful of Kafka records, not 500.
 * ``action`` — one operator action from ``ioc.alert-actions``, unchanged. Key: the fingerprint.
 * ``tick`` — the passage of time to ``now`` for every alert of one partition. Key:
   :data:`TICK_KEY`, sent to an explicit partition.
@@ -199,15 +200,6 @@ def partition_of(fingerprint: str, partitions: int) -> int:
     """The internal partition of an alert: Kafka's default partitioner on the fingerprint, as
     the producer picks it for a message keyed by the fingerprint (actions are sent so)."""
     return partition_for(fingerprint, partitions)
-
-
-def pack_by_partition(items: Iterable[ObsInput], partitions: int) -> dict[int, PackInput]:
-    """The items of one input message grouped into one :class:`PackInput` per internal
-    partition, keeping their order within each partition."""
-    groups: dict[int, list[ObsInput]] = {}
-    for item in items:
-        groups.setdefault(partition_of(item.fingerprint, partitions), []).append(item)
-    return {p: PackInput(tuple(group)) for p, group in groups.items()}
 
 
 # --- building observations -------------------------------------------------------------------

@@ -17,10 +17,10 @@ from streams.alerting.inputs import (
     decode_input,
     encode_input,
     group_observations,
-    pack_by_partition,
     partition_of,
     reading_observations,
 )
+from streams.alerting.packing import PackBuffer
 from streams.alerting.partition import AlertPartition
 from streams.alerts import parse_rules
 from streams.alerts.machine import observe, observe_selected
@@ -39,6 +39,13 @@ THRESHOLD = {
 }
 RULES = parse_rules({"version": 1, "rules": [THRESHOLD]})
 PARTITIONS = 6
+
+
+def pack_by_partition(items: list[ObsInput], partitions: int) -> dict[int, PackInput]:
+    """The packs of one input message's items."""
+    buffer = PackBuffer(partitions)
+    buffer.add(items)
+    return buffer.take()
 
 
 def _reading(device: str, value: float, second: int, metric: str = "pm25") -> dict[str, object]:
@@ -228,3 +235,49 @@ def test_an_item_with_a_foreign_observation_is_rejected_with_a_reason() -> None:
     assert "does not select" in out.rejected
     assert [e.kind for e in out.events] == ["firing"]  # the matching observation still counts
     assert out.dirty == [fp]
+
+
+def _lingered(
+    batches: list[list[dict[str, object]]], per: int
+) -> tuple[list[object], dict[str, bytes]]:
+    """Packs gathered over ``per`` input messages at a time (the forwarders' linger)."""
+    builder = ObservationBuilder()
+    parts: dict[int, AlertPartition] = {}
+    events: list[object] = []
+    offsets: dict[int, int] = {}
+    for start in range(0, len(batches), per):
+        buffer = PackBuffer(PARTITIONS)
+        for batch in batches[start : start + per]:
+            buffer.add(group_observations(RULES, reading_observations(builder, batch), T0))
+        for p, pack in sorted(buffer.take().items()):
+            part = parts.setdefault(p, AlertPartition(p, RULES))
+            offsets[p] = offsets.get(p, -1) + 1
+            events += part.apply(offsets[p], decode_input(encode_input(pack))).events
+    return events, {fp: part.record(fp) for part in parts.values() for fp in part.states}
+
+
+@pytest.mark.parametrize("per", [2, 3, 10])
+def test_gathering_several_messages_gives_the_same_events_and_states(per: int) -> None:
+    plain_events, plain_states = _plain(_batches())
+    events, states = _lingered(_batches(), per)
+    assert events == plain_events
+    assert {fp: s[s.index(b'"state"') :] for fp, s in states.items()} == {
+        fp: s[s.index(b'"state"') :] for fp, s in plain_states.items()
+    }
+
+
+def test_the_buffer_merges_an_alert_once_per_pack_and_keeps_the_latest_absence() -> None:
+    first = Observation({"device_id": "aq-1"}, "pm25", 1.0, T0)
+    second = replace(first, value=2.0, event_time=T0 + timedelta(seconds=1))
+    later = T0 + timedelta(seconds=5)
+    buffer = PackBuffer(PARTITIONS, absence_rules=["silent"])
+    buffer.add([ObsInput("fa", "pm25_high", (first,), T0), ObsInput("fb", "silent", (second,), T0)])
+    buffer.add(
+        [ObsInput("fa", "pm25_high", (second,), later), ObsInput("fb", "silent", (first,), later)]
+    )
+    assert buffer.observations == 3
+    items = {i.fingerprint: i for pack in buffer.take().values() for i in pack.items}
+    assert items["fa"] == ObsInput("fa", "pm25_high", (first, second), later)
+    assert items["fb"] == ObsInput("fb", "silent", (second,), later)  # the latest seen only
+    assert not buffer
+    assert buffer.take() == {}
