@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "alert-state"
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauges are refreshed
-FLUSH_INTERVAL_S = 0.2  # longest time a changed state record waits for its changelog write
+FLUSH_INTERVAL_S = 0.5  # longest time a changed state record waits (offsets commit every 1 s)
 FLUSH_MAX_INPUTS = 1_000  # inputs applied before their records are written whatever the time
 PACK_KEY = b"\x00pack"  # key of a pack (sent to an explicit partition; keys are not used)
 PACK_MAX_OBSERVATIONS = 5_000  # observations gathered before the packs go whatever the linger
@@ -139,6 +139,9 @@ class AlerterAgents:
         self._packed: list[Any] = []  # input messages whose observations are in _packs
         self._pack_linger_s = pack_linger_s
         self._pack_timer: asyncio.TimerHandle | None = None
+        # plain loop timers, not Faust's: those end when the app starts stopping, while Faust
+        # then waits for every input to be acknowledged
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._input_topics = {topics.readings, topics.indicators, topics.events}
         self._lag_topics = (*sorted(self._input_topics | {topics.alert_actions}), self.inputs_name)
         self._progress: dict[Any, Progress] = {}
@@ -158,7 +161,6 @@ class AlerterAgents:
         app.agent(self.inputs, name="alert-evaluate")(self.evaluate)
         app.timer(tick_interval_s, name="alert-ticks")(self.send_ticks)
         app.timer(stats_interval_s, name="alert-stats")(self.log_stats)
-        app.timer(FLUSH_INTERVAL_S, name="alert-state-flush")(self.flush_timer)
         if metrics is not None:
             app.timer(LAG_REPORT_S, name="alert-lag")(self.report_lag)
         app.on_partitions_assigned.connect(self._on_rebalance)
@@ -310,6 +312,10 @@ class AlerterAgents:
                 await self.app.crash(exc)
                 raise
             self._unacked.append(event)
+            if self._flush_timer is None:
+                self._flush_timer = asyncio.get_running_loop().call_later(
+                    FLUSH_INTERVAL_S, self.flush
+                )
             if len(self._unacked) >= FLUSH_MAX_INPUTS:
                 self.flush()
 
@@ -357,6 +363,9 @@ class AlerterAgents:
         """Write the changed state records (the latest of each) to the changelog and
         acknowledge the inputs applied so far once they are durable. Synchronous: nothing can
         be applied between taking the round and sending it."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if not self._unacked and not self._unflushed:
             return
         records, self._unflushed = self._unflushed, {}
@@ -366,10 +375,6 @@ class AlerterAgents:
             for (p, key), record in records.items()
         ]
         self._ack_when_durable(inputs, pending)
-
-    async def flush_timer(self) -> None:
-        """:meth:`flush` every :data:`FLUSH_INTERVAL_S`."""
-        self.flush()
 
     # --- timers -------------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
@@ -127,23 +127,47 @@ AlertInput = ObsInput | ActionInput | TickInput | PackInput
 # --- encoding -------------------------------------------------------------------------------
 
 
-def _obs_to_list(o: Observation) -> list[Any]:
-    return [
-        dict(o.labels),
-        o.metric,
-        o.value,
-        format_time_us(o.event_time),
-        None if o.expected_interval is None else o.expected_interval.total_seconds(),
-        None if o.deadline is None else format_time_us(o.deadline),
-    ]
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
+
+
+def _us(value: datetime) -> int:
+    """Exact epoch microseconds of an aware datetime (internal messages carry times so:
+    cheaper than ISO text both ways, and exact)."""
+    return (value - _EPOCH) // _US
+
+
+def _from_us(value: object) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"time must be integer epoch microseconds, got {value!r}")
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def _obs_item(item: ObsInput) -> dict[str, Any]:
+    """An ``obs`` item: labels and metric once (those of the first observation); each
+    observation as ``[value, t_us, interval_s, deadline_us, labels, metric]``, the last two
+    ``null`` when they are the item's."""
+    first = item.observations[0] if item.observations else None
+    labels = dict(first.labels) if first is not None else {}
+    metric = first.metric if first is not None else ""
+    rows = [
+        [
+            o.value,
+            _us(o.event_time),
+            None if o.expected_interval is None else o.expected_interval.total_seconds(),
+            None if o.deadline is None else _us(o.deadline),
+            None if o.labels == labels else dict(o.labels),
+            None if o.metric == metric else o.metric,
+        ]
+        for o in item.observations
+    ]
     return {
         "fingerprint": item.fingerprint,
         "rule": item.rule,
-        "now": format_time_us(item.now),
-        "obs": [_obs_to_list(o) for o in item.observations],
+        "now_us": _us(item.now),
+        "labels": labels,
+        "metric": metric,
+        "o": rows,
     }
 
 
@@ -181,19 +205,39 @@ def decode_input(data: bytes) -> AlertInput:
         raise AlertInputError(f"invalid alert input: {exc}") from None
 
 
+def _labels(raw: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def _decode_obs(obj: Mapping[str, Any]) -> ObsInput:
-    observations = tuple(
-        Observation(
-            labels={str(k): str(v) for k, v in labels.items()},
-            metric=str(metric),
-            value=float(value),
-            event_time=parse_time(t),
-            expected_interval=None if ei is None else timedelta(seconds=float(ei)),
-            deadline=None if dl is None else parse_time(dl),
+    if "o" not in obj:  # written before compact items (an upgrade with a backlog)
+        observations = tuple(
+            Observation(
+                labels=_labels(labels),
+                metric=str(metric),
+                value=float(value),
+                event_time=parse_time(t),
+                expected_interval=None if ei is None else timedelta(seconds=float(ei)),
+                deadline=None if dl is None else parse_time(dl),
+            )
+            for labels, metric, value, t, ei, dl in obj["obs"]
         )
-        for labels, metric, value, t, ei, dl in obj["obs"]
-    )
-    return ObsInput(str(obj["fingerprint"]), str(obj["rule"]), observations, parse_time(obj["now"]))
+        now = parse_time(obj["now"])
+    else:
+        base_labels, base_metric = _labels(obj["labels"]), str(obj["metric"])
+        observations = tuple(
+            Observation(
+                labels=base_labels if labels is None else _labels(labels),
+                metric=base_metric if metric is None else str(metric),
+                value=float(value),
+                event_time=_from_us(t),
+                expected_interval=None if ei is None else timedelta(seconds=float(ei)),
+                deadline=None if dl is None else _from_us(dl),
+            )
+            for value, t, ei, dl, labels, metric in obj["o"]
+        )
+        now = _from_us(obj["now_us"])
+    return ObsInput(str(obj["fingerprint"]), str(obj["rule"]), observations, now)
 
 
 def partition_of(fingerprint: str, partitions: int) -> int:

@@ -30,7 +30,7 @@ import orjson
 from schemas.alerts import AlertEvent, AlertFormatError, AlertState, state_from_dict, state_to_dict
 from streams.alerting.inputs import ActionInput, AlertInput, ObsInput, PackInput, TickInput
 from streams.alerts.actions import ActionRejected, apply_action
-from streams.alerts.machine import observe_selected, tick
+from streams.alerts.machine import observe_all, tick
 from streams.alerts.rules import Rule, RuleSet
 
 RECORD_VERSION: Final = 1
@@ -112,13 +112,15 @@ class AlertPartition:
         if first is None or rule.fingerprint_of(first) != item.fingerprint:
             out.reject(f"rule {rule.name!r} does not give fingerprint {item.fingerprint}")
             return
+        usable = []
         for obs in item.observations:
             same = obs.metric == first.metric and obs.labels == first.labels
             if not same and rule.fingerprint_of(obs) != item.fingerprint:
                 out.reject(f"rule {rule.name!r} does not select {obs.metric} {obs.labels}")
                 continue
-            state, events = observe_selected(state, rule, obs, item.fingerprint, item.now)
-            out.events += events
+            usable.append(obs)
+        state, events = observe_all(state, rule, usable, item.fingerprint, item.now)
+        out.events += events
         if state is not None:
             self._store(out, item.fingerprint, stored, state)
 

@@ -51,7 +51,7 @@ Policies (each is tested in ``tests/unit/test_alert_machine.py``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -119,6 +119,10 @@ class Recorder:
         if self._quiet.keys() <= _OBSERVED:
             return self._state
         return self.state
+
+    def field(self, name: str) -> Any:
+        """One field's current value (pending quiet changes included) without a copy."""
+        return self._quiet[name] if name in self._quiet else getattr(self._state, name)
 
     def quiet(self, **changes: Any) -> None:
         """Change fields that are not a lifecycle change (no event, same revision).
@@ -390,31 +394,57 @@ def observe_selected(
     state: AlertState | None, rule: Rule, obs: Observation, fp: str, now: datetime
 ) -> tuple[AlertState, list[AlertEvent]]:
     """:func:`observe` for an observation the caller has already matched: ``fp`` must be
-    ``rule.fingerprint_of(obs)`` (the alerter checks that once per observation, not thrice).
+    ``rule.fingerprint_of(obs)`` (the alerter checks that once per item, not per observation).
 
     Raises ``ValueError`` if ``state`` belongs to another fingerprint or rule.
     """
-    labels = effective_labels(obs)
-    alert_labels = rule.alert_labels(labels)
-    if state is None:
-        state = AlertState(fp, rule.name, alert_labels)
-    elif state.fingerprint != fp:
-        raise ValueError(f"state {state.fingerprint} is not this observation's {fp}")
-    _check(state, rule)
-    rec = Recorder(state, now)
-    expire_silence(rec)
-    current = rec.state
-    if current.last_evaluated is not None and obs.event_time < current.last_evaluated:
-        return rec.state, rec.events
-    evaluation = evaluate_observation(
-        rule, current.memory, obs, held=_held(current), last_seen=current.last_seen, now=now
-    )
-    seen = obs.event_time if current.last_seen is None else max(current.last_seen, obs.event_time)
-    rec.quiet(
-        labels=alert_labels, memory=evaluation.memory, last_seen=seen, last_evaluated=obs.event_time
-    )
-    if evaluation.condition is not None:
-        advance(rec, rule, evaluation.condition, evaluation.at)
+    return observe_all(state, rule, (obs,), fp, now)
+
+
+def observe_all(
+    state: AlertState | None,
+    rule: Rule,
+    observations: Sequence[Observation],
+    fp: str,
+    now: datetime,
+) -> tuple[AlertState, list[AlertEvent]]:
+    """:func:`observe_selected` of each observation in turn, as one step: the same state and
+    events as that loop, with one copy of the state instead of one per observation (quiet
+    changes are gathered and applied once). ``observations`` must not be empty."""
+    if not observations:
+        raise ValueError("observe_all needs at least one observation")
+    rec: Recorder | None = None
+    seen_labels: tuple[Mapping[str, str], str] | None = None
+    alert_labels: dict[str, str] = {}
+    for obs in observations:
+        if seen_labels is None or obs.labels is not seen_labels[0] or obs.metric != seen_labels[1]:
+            alert_labels = rule.alert_labels(effective_labels(obs))
+            seen_labels = (obs.labels, obs.metric)
+        if rec is None:
+            if state is None:
+                state = AlertState(fp, rule.name, alert_labels)
+            elif state.fingerprint != fp:
+                raise ValueError(f"state {state.fingerprint} is not this observation's {fp}")
+            _check(state, rule)
+            rec = Recorder(state, now)
+            expire_silence(rec)
+        last_evaluated = rec.field("last_evaluated")
+        if last_evaluated is not None and obs.event_time < last_evaluated:
+            continue
+        last_seen = rec.field("last_seen")
+        evaluation = evaluate_observation(
+            rule, rec.field("memory"), obs, held=_held(rec.lifecycle), last_seen=last_seen, now=now
+        )
+        seen = obs.event_time if last_seen is None else max(last_seen, obs.event_time)
+        rec.quiet(
+            labels=alert_labels,
+            memory=evaluation.memory,
+            last_seen=seen,
+            last_evaluated=obs.event_time,
+        )
+        if evaluation.condition is not None:
+            advance(rec, rule, evaluation.condition, evaluation.at)
+    assert rec is not None
     return rec.state, rec.events
 
 

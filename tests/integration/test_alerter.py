@@ -145,6 +145,8 @@ class Service:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+            # a process that ignores SIGTERM gets SIGKILLed by every orchestrator: a bug
+            pytest.fail(f"{self.name} did not stop within 60 s of SIGTERM; log {self.log}")
 
     def assert_alive(self) -> None:
         assert self.proc is not None

@@ -23,7 +23,7 @@ from streams.alerting.inputs import (
 from streams.alerting.packing import PackBuffer
 from streams.alerting.partition import AlertPartition
 from streams.alerts import parse_rules
-from streams.alerts.machine import observe, observe_selected
+from streams.alerts.machine import observe, observe_all, observe_selected
 from streams.alerts.model import Observation
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -281,3 +281,64 @@ def test_the_buffer_merges_an_alert_once_per_pack_and_keeps_the_latest_absence()
     assert items["fb"] == ObsInput("fb", "silent", (second,), later)  # the latest seen only
     assert not buffer
     assert buffer.take() == {}
+
+
+LIFECYCLE_RULES = parse_rules(
+    {
+        "version": 1,
+        "rules": [
+            {
+                "name": "pm25_ladder",
+                "type": "threshold",
+                "metric": "pm25",
+                "subject": ["device_id"],
+                "ladder": [
+                    {"severity": "minor", "at": 100, "clear": 90},
+                    {"severity": "major", "at": 150, "clear": 140},
+                ],
+                "for": "10s",
+                "keep_firing_for": "30s",
+                "annotations": {"summary": {"vi": "{value}", "en": "{value}"}},
+            }
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [(95, 0), (120, 5), (130, 16), (160, 20), (145, 25), (80, 30), (85, 70), (200, 71)],
+        [(120, 0), (80, 3), (120, 6), (125, 17), (124, 12), (90, 40), (91, 100)],  # one late
+        [(50, 0), (60, 1), (70, 2)],
+    ],
+)
+def test_observing_an_item_at_once_equals_observing_one_by_one(
+    values: list[tuple[float, int]],
+) -> None:
+    rule = LIFECYCLE_RULES.rules[0]
+    labels = {"device_id": "aq-9"}
+    observations = [Observation(labels, "pm25", v, T0 + timedelta(seconds=s)) for v, s in values]
+    fp = rule.fingerprint_of(observations[0])
+    assert fp is not None
+    now = T0 + timedelta(minutes=5)
+    state, one_by_one = None, []
+    for obs in observations:
+        state, events = observe_selected(state, rule, obs, fp, now)
+        one_by_one += events
+    assert state is not None
+    at_once = observe_all(None, rule, observations, fp, now)
+    assert at_once == (state, one_by_one)
+    if len(values) > 3:
+        assert one_by_one  # the scripts do go through the lifecycle
+    with pytest.raises(ValueError, match="at least one"):
+        observe_all(None, rule, [], fp, now)
+
+
+def test_compact_items_round_trip_mixed_labels_metrics_and_deadlines() -> None:
+    a = Observation({"district": "d", "device_id": "x"}, "pm25", 1.5, T0, timedelta(seconds=30))
+    b = Observation({"district": "d", "device_id": "y"}, "pm10", 2.0, T0, None, T0)
+    c = replace(a, event_time=T0 + timedelta(microseconds=7), deadline=T0 + timedelta(days=3))
+    item = ObsInput("fp", "district_rule", (a, b, c), T0 + timedelta(microseconds=1))
+    pack = PackInput((item, ObsInput("fq", "r", (b,), T0)))
+    assert decode_input(encode_input(pack)) == pack
