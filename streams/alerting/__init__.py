@@ -38,7 +38,7 @@ Restart: no duplicate firing, no lost timer
 
 * For each internal message the evaluator publishes its events on ``ioc.alerts`` and waits for
   Kafka's acknowledgement, then updates each changed state record (state + offset of the input
-  applied). The records go to the changelog in rounds (every 0.5 s, after 1,000 inputs and at
+  applied). The records go to the changelog in rounds (every 1 s, after 1,000 inputs and at
   every rebalance), the latest record of each fingerprint once per round, and the messages
   of a round are acknowledged once its records are durable. Faust commits an offset only
   when every earlier message is acknowledged, so no committed input lacks its state.

@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "alert-state"
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauges are refreshed
-FLUSH_INTERVAL_S = 0.5  # longest time a changed state record waits (offsets commit every 1 s)
+FLUSH_INTERVAL_S = 1.0  # longest time a changed state record waits (offsets commit every 1 s)
 FLUSH_MAX_INPUTS = 1_000  # inputs applied before their records are written whatever the time
 PACK_KEY = b"\x00pack"  # key of a pack (sent to an explicit partition; keys are not used)
 PACK_MAX_OBSERVATIONS = 5_000  # observations gathered before the packs go whatever the linger

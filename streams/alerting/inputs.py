@@ -46,6 +46,7 @@ is kept (an absence rule only needs the last time a subject was seen).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -209,6 +210,26 @@ def _labels(raw: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+# the checks of Observation's constructor, made while decoding (Observation.trusted)
+def _metric(raw: object) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"metric must be a non-empty string, got {raw!r}")
+    return raw
+
+
+def _finite(raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise ValueError(f"value must be a finite number, got {raw!r}")
+    return float(raw)
+
+
+def _interval(raw: object) -> timedelta:
+    seconds = _finite(raw)
+    if seconds <= 0:
+        raise ValueError("expected_interval must be positive")
+    return timedelta(seconds=seconds)
+
+
 def _decode_obs(obj: Mapping[str, Any]) -> ObsInput:
     if "o" not in obj:  # written before compact items (an upgrade with a backlog)
         observations = tuple(
@@ -224,15 +245,15 @@ def _decode_obs(obj: Mapping[str, Any]) -> ObsInput:
         )
         now = parse_time(obj["now"])
     else:
-        base_labels, base_metric = _labels(obj["labels"]), str(obj["metric"])
+        base_labels, base_metric = _labels(obj["labels"]), _metric(obj["metric"])
         observations = tuple(
-            Observation(
-                labels=base_labels if labels is None else _labels(labels),
-                metric=base_metric if metric is None else str(metric),
-                value=float(value),
-                event_time=_from_us(t),
-                expected_interval=None if ei is None else timedelta(seconds=float(ei)),
-                deadline=None if dl is None else _from_us(dl),
+            Observation.trusted(
+                base_labels if labels is None else _labels(labels),
+                base_metric if metric is None else _metric(metric),
+                _finite(value),
+                _from_us(t),
+                None if ei is None else _interval(ei),
+                None if dl is None else _from_us(dl),
             )
             for value, t, ei, dl, labels, metric in obj["o"]
         )

@@ -95,6 +95,31 @@ class Observation:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.labels.items()):
             raise ValueError("labels must map strings to strings")
 
+    @classmethod
+    def trusted(
+        cls,
+        labels: Mapping[str, str],
+        metric: str,
+        value: float,
+        event_time: datetime,
+        expected_interval: timedelta | None = None,
+        deadline: datetime | None = None,
+    ) -> Observation:
+        """An observation built *without* the checks above: only for decoders whose output
+        already has the right types (string labels, a non-empty metric, a finite float, aware
+        times, a positive interval); the alerter's internal messages, decoded on every step."""
+        obs = object.__new__(cls)
+        for name, field_value in (
+            ("labels", labels),
+            ("metric", metric),
+            ("value", value),
+            ("event_time", event_time),
+            ("expected_interval", expected_interval),
+            ("deadline", deadline),
+        ):
+            object.__setattr__(obs, name, field_value)
+        return obs
+
 
 @dataclass(frozen=True, slots=True)
 class Tick:
@@ -109,7 +134,20 @@ def effective_labels(observation: Observation) -> dict[str, str]:
     return {**observation.labels, METRIC_LABEL: observation.metric}
 
 
+_FINGERPRINTS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # a pure cache
+_FINGERPRINTS_MAX: Final = 100_000  # cleared when full (subjects are devices, districts...)
+
+
 def fingerprint(rule_name: str, subject: Mapping[str, str]) -> str:
-    """Stable 64-bit hex fingerprint of a rule name and identifying labels (module docstring)."""
-    canonical = orjson.dumps([rule_name, sorted(subject.items())])
-    return hashlib.sha256(canonical).hexdigest()[:16]
+    """Stable 64-bit hex fingerprint of a rule name and identifying labels (module docstring).
+
+    Remembered per (rule, subject): the alerter asks for every observation it forwards."""
+    key = (rule_name, tuple(sorted(subject.items())))
+    found = _FINGERPRINTS.get(key)
+    if found is None:
+        canonical = orjson.dumps([rule_name, key[1]])
+        found = hashlib.sha256(canonical).hexdigest()[:16]
+        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
+            _FINGERPRINTS.clear()
+        _FINGERPRINTS[key] = found
+    return found

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.alerts import AlertState, evolve
 from streams.alerting.inputs import (
+    AlertInputError,
     ObservationBuilder,
     ObsInput,
     PackInput,
@@ -342,3 +344,19 @@ def test_compact_items_round_trip_mixed_labels_metrics_and_deadlines() -> None:
     item = ObsInput("fp", "district_rule", (a, b, c), T0 + timedelta(microseconds=1))
     pack = PackInput((item, ObsInput("fq", "r", (b,), T0)))
     assert decode_input(encode_input(pack)) == pack
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [("value", "12"), ("value", True), ("t", "2026-11-28T09:00:00Z"), ("ei", -5), ("metric", "")],
+)
+def test_a_compact_item_with_a_bad_field_is_refused(field: str, bad: object) -> None:
+    obs = Observation({"device_id": "aq-1"}, "pm25", 1.0, T0, timedelta(seconds=10))
+    obj = orjson.loads(encode_input(PackInput((ObsInput("f", "r", (obs,), T0),))))
+    row = obj["items"][0]["o"][0]
+    if field == "metric":
+        obj["items"][0]["metric"] = bad
+    else:
+        row[{"value": 0, "t": 1, "ei": 2}[field]] = bad
+    with pytest.raises(AlertInputError):
+        decode_input(orjson.dumps(obj))
