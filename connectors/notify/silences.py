@@ -102,19 +102,21 @@ class Silence:
         return self.active(now) and matches_all(self.matchers, labels)
 
 
+def silence_to_dict(s: Silence) -> dict[str, Any]:
+    """A silence's fields as JSON values (the record without its schema; the web API's view)."""
+    return {
+        "id": s.id,
+        "matchers": [str(m) for m in s.matchers],
+        "starts_at": format_time_us(s.starts_at),
+        "ends_at": format_time_us(s.ends_at),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "updated_at": format_time_us(s.updated_at),
+    }
+
+
 def encode_silence(s: Silence) -> bytes:
-    return orjson.dumps(
-        {
-            "schema": SCHEMA,
-            "id": s.id,
-            "matchers": [str(m) for m in s.matchers],
-            "starts_at": format_time_us(s.starts_at),
-            "ends_at": format_time_us(s.ends_at),
-            "created_by": s.created_by,
-            "comment": s.comment,
-            "updated_at": format_time_us(s.updated_at),
-        }
-    )
+    return orjson.dumps({"schema": SCHEMA, **silence_to_dict(s)})
 
 
 def decode_silence(data: bytes) -> Silence:

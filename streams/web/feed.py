@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -32,6 +32,22 @@ from schemas.alerts import AlertFormatError, decode_event
 from streams.web.book import AlertBook, alert_view, event_view
 
 log = logging.getLogger(__name__)
+
+
+async def follow_forever(consume: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``consume`` for ever: after a failure (Kafka down, topic missing) log it and start
+    over after a backoff of 1 s doubling up to 30 s; cancellation ends it."""
+    delay = 1.0
+    while True:
+        try:
+            await consume()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # any failure: log, back off, retry
+            log.error("%s failed (%s); retrying in %.0f s", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
 
 QUEUE_SIZE: Final = 1000
 #: Put in a subscriber queue to end its stream (shutdown or overflow).
@@ -123,16 +139,7 @@ class AlertFeed:
 
     async def _run(self) -> None:
         """Consume for ever; after a failure, log it and start over (the book dedupes)."""
-        delay = 1.0
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001  # Kafka down, topic missing: retry
-                log.error("alert feed failed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await follow_forever(self._consume, "alert feed")
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connectors.metrics import Metrics
 from connectors.notify.silences import Silence, SilenceSet, decode_silence, encode_silence
+from streams.web.feed import follow_forever
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,7 @@ class SilenceFollower:
             self._producer = None
 
     async def _run(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001  # Kafka down, topic missing: retry
-                log.error("silence follower failed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await follow_forever(self._consume, "silence follower")
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from connectors.metrics import Metrics
 from connectors.notify.labels import Matcher
-from connectors.notify.silences import Silence
+from connectors.notify.silences import Silence, silence_to_dict
 from schemas.alerts import format_time_us
 from schemas.readings import parse_time
 from streams.web.actions import MAX_COMMENT_LEN, MAX_SILENCE
@@ -132,16 +132,7 @@ def silence_state(s: Silence, now: datetime) -> str:
 
 def silence_view(s: Silence, now: datetime) -> dict[str, Any]:
     """The JSON shape of one silence."""
-    return {
-        "id": s.id,
-        "matchers": [str(m) for m in s.matchers],
-        "starts_at": format_time_us(s.starts_at),
-        "ends_at": format_time_us(s.ends_at),
-        "created_by": s.created_by,
-        "comment": s.comment,
-        "updated_at": format_time_us(s.updated_at),
-        "state": silence_state(s, now),
-    }
+    return {**silence_to_dict(s), "state": silence_state(s, now)}
 
 
 def list_views(

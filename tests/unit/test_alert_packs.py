@@ -27,6 +27,7 @@ from streams.alerting.partition import AlertPartition
 from streams.alerts import parse_rules
 from streams.alerts.machine import observe, observe_all, observe_selected
 from streams.alerts.model import Observation
+from tests.unit.test_alert_alerting import RULES as LIFECYCLE_RULES
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 THRESHOLD = {
@@ -285,28 +286,6 @@ def test_the_buffer_merges_an_alert_once_per_pack_and_keeps_the_latest_absence()
     assert buffer.take() == {}
 
 
-LIFECYCLE_RULES = parse_rules(
-    {
-        "version": 1,
-        "rules": [
-            {
-                "name": "pm25_ladder",
-                "type": "threshold",
-                "metric": "pm25",
-                "subject": ["device_id"],
-                "ladder": [
-                    {"severity": "minor", "at": 100, "clear": 90},
-                    {"severity": "major", "at": 150, "clear": 140},
-                ],
-                "for": "10s",
-                "keep_firing_for": "30s",
-                "annotations": {"summary": {"vi": "{value}", "en": "{value}"}},
-            }
-        ],
-    }
-)
-
-
 @pytest.mark.parametrize(
     "values",
     [
@@ -318,7 +297,7 @@ LIFECYCLE_RULES = parse_rules(
 def test_observing_an_item_at_once_equals_observing_one_by_one(
     values: list[tuple[float, int]],
 ) -> None:
-    rule = LIFECYCLE_RULES.rules[0]
+    rule = LIFECYCLE_RULES["pm25_high"]  # a ladder with for and keep_firing_for
     labels = {"device_id": "aq-9"}
     observations = [Observation(labels, "pm25", v, T0 + timedelta(seconds=s)) for v, s in values]
     fp = rule.fingerprint_of(observations[0])
