@@ -35,11 +35,15 @@ Rebalance: the rebalance callbacks only take note (kafka-python runs them on its
 where nothing may block); the unwritten batch of a revoked partition is dropped (its offsets
 were not committed, so the next owner, possibly this sink again, reads them again), and each
 newly assigned partition is moved to its restart offset by the main loop after the poll that
-completed the rebalance, before any of its records is used. A sink that lost a partition while
-in a retry loop may still finish that insert; the next owner replays the same recorded range
-with the same tokens, so the result is still one copy. kafka-python 3.0.12 could lose a group
-join that finished between two polls and leave the sink fetching nothing for good;
-:func:`connectors.kafka.join_fix.patch_kafka_join` corrects that.
+completed the rebalance, before any of its records is used. A batch already handed to the insert
+thread but not yet recorded is cancelled (a per-partition revocation count the insert thread
+checks before recording), so the next owner cannot meet a second copy of those rows under
+other tokens; one already recorded is written, and the next owner replays exactly that range
+with the same tokens, so the result is still one copy. (What remains: a revocation landing
+between that check and the ledger write, while the next owner reads the ledger first.)
+kafka-python 3.0.12 could lose a group join that finished between two polls and leave the
+sink fetching nothing for good; :func:`connectors.kafka.join_fix.patch_kafka_join` corrects
+that.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ class SinkConfig:
 class _InFlight:
     tp: TopicPartition
     batch: PartitionBatch
-    future: Future[None]
+    future: Future[bool]  # False: cancelled before anything was written
 
 
 class ClickHouseSink:
@@ -123,6 +127,8 @@ class ClickHouseSink:
         self.pending: dict[TopicPartition, PartitionBatch] = {}
         self.replay: dict[TopicPartition, int] = {}
         self.unchecked: set[TopicPartition] = set()  # assigned, not yet moved to its restart
+        # revocations per partition: a batch handed out before one is not started any more
+        self.epochs: dict[TopicPartition, int] = {}
         self.rebalances = 0  # assignments received (read by tests)
         self.messages_read = 0  # messages added to batches (read by tests)
         self._reset_latest = self.consumer.config.get("auto_offset_reset") == "latest"
@@ -228,8 +234,10 @@ class ClickHouseSink:
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         # flag only (see _on_assigned); the open batches are dropped: their offsets were not
-        # committed, so whoever is assigned the partition next reads them again
+        # committed, so whoever is assigned the partition next reads them again; handed-out
+        # batches not yet recorded in the ledger are cancelled (see _write)
         for tp in revoked:
+            self.epochs[tp] = self.epochs.get(tp, 0) + 1
             self._next_seen.pop(tp, None)
             batch = self.pending.pop(tp, None)
             if batch is not None and batch.first >= 0:
@@ -278,11 +286,18 @@ class ClickHouseSink:
             return
         if batch.close_at is not None:
             self.replay.pop(tp, None)
-        future = self.executor.submit(self._write, batch)
+        future = self.executor.submit(self._write, batch, tp, self.epochs.get(tp, 0))
         self.inflight.append(_InFlight(tp, batch, future))
 
-    def _write(self, batch: PartitionBatch) -> None:
-        """(Insert thread.) Record the range, then insert every table, retrying until done."""
+    def _write(self, batch: PartitionBatch, tp: TopicPartition, epoch: int) -> bool:
+        """(Insert thread.) Record the range, then insert every table, retrying until done.
+
+        Returns False, writing nothing, if ``tp`` was revoked after the batch was handed out
+        and before it was recorded: the next owner could otherwise build a different range
+        from the same offsets (different tokens, a second copy). Once recorded, the batch is
+        written: the next owner replays exactly that range with the same tokens."""
+        if self.epochs.get(tp, 0) != epoch:
+            return False
         if batch.close_at is None:
             self._record(batch)
         for table, cols, token in batch.inserts():
@@ -294,13 +309,24 @@ class ClickHouseSink:
                 self.metrics.sink_bytes.labels(table).inc(batch.table_bytes.get(table, 0))
                 self.metrics.sink_batch_rows.observe(batch.table_rows.get(table, 0))
                 self.metrics.sink_batch_bytes.observe(batch.table_bytes.get(table, 0))
+        return True
 
     def _reap(self, block: bool = False) -> None:
         """Commit written batches in order (all in-flight ones if ``block``)."""
         while self.inflight and (block or self.inflight[0].future.done()):
             item = self.inflight.popleft()
-            item.future.result()  # SinkStopped if stopped while ClickHouse was failing
-            self._commit(item.tp, item.batch)
+            # SinkStopped if stopped while ClickHouse was failing
+            if item.future.result():
+                self._commit(item.tp, item.batch)
+            else:
+                log.info(
+                    "%s[%d]: revoked before offsets %d-%d were recorded; not written (read "
+                    "again by the next owner)",
+                    item.tp.topic,
+                    item.tp.partition,
+                    item.batch.first,
+                    item.batch.last,
+                )
 
     def _commit(self, tp: TopicPartition, batch: PartitionBatch) -> None:
         self.rows_written += batch.rows

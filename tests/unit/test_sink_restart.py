@@ -5,6 +5,7 @@ take note."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from kafka.errors import KafkaTimeoutError
 
 from connectors.clickhouse.batch import PartitionBatch, Restart, restart_at
 from connectors.clickhouse.rows import ROUTES
-from connectors.clickhouse.sink import ClickHouseSink
+from connectors.clickhouse.sink import ClickHouseSink, _InFlight
 
 T = "ioc.readings"
 P0, P1, P2, P3 = (TopicPartition(T, p) for p in range(4))
@@ -135,4 +136,22 @@ def test_partitions_no_longer_assigned_are_forgotten() -> None:
     sink._restart_assigned()
     assert consumer.moves == [(P0, 1)]
     assert sink.unchecked == set()
+    sink.executor.shutdown()
+
+
+def test_a_handed_out_batch_of_a_revoked_partition_is_not_started() -> None:
+    """Revoked before its range was recorded: nothing written, nothing committed (the next
+    owner, maybe this sink again, reads the offsets again from the committed one)."""
+    consumer = FakeConsumer({P0: 0})
+    sink = _sink(consumer, FakeLedger([]))  # the fake has no insert: writing would raise
+    batch = PartitionBatch(T, 0, ROUTES["readings"])
+    batch.first, batch.last = 3, 9
+    sink._on_revoked([P0])
+    assert sink._write(batch, P0, epoch=0) is False  # handed out at epoch 0, now 1
+    done: Future[bool] = Future()
+    done.set_result(False)
+    sink.inflight.append(_InFlight(P0, batch, done))
+    sink._reap()  # FakeConsumer has no commit either: committing would raise
+    assert not sink.inflight
+    assert sink.rows_written == 0
     sink.executor.shutdown()
