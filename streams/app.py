@@ -47,6 +47,13 @@ class WorkerSettings(BaseSettings):
         0, ge=0, le=65535, description="Prometheus /metrics port (9403 in deployments); 0 = off"
     )
     commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
+    fetch_max_wait_ms: int = Field(
+        faust_patches.FETCH_MAX_WAIT_MS,
+        ge=0,
+        le=1500,
+        description="longest the broker holds a fetch of partitions without new records "
+        "(Faust fixes 1,500 ms, which stalls a busy app: see streams/faust_patches.py)",
+    )
     session_timeout_s: float = Field(
         30.0, ge=6, description="consumer group session timeout (failover after a crash)"
     )
@@ -136,7 +143,8 @@ def create_app(
     The table's changelog topic (``<app_id>-<table>-changelog``) is created by Faust with the
     same partition count, since the table is partitioned exactly like the input.
     """
-    faust_patches.apply()  # seek uncommitted partitions too (see streams/faust_patches.py)
+    # seek uncommitted partitions too, and our fetch wait (see streams/faust_patches.py)
+    faust_patches.apply(fetch_max_wait_ms=settings.fetch_max_wait_ms)
     data_dir = settings.resolved_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {

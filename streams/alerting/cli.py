@@ -53,6 +53,14 @@ class AlerterSettings(BaseSettings):
         0, ge=0, le=65535, description="Prometheus /metrics port (9405 in deployments); 0 = off"
     )
     commit_interval_s: float = Field(1.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        25,
+        ge=0,
+        le=1500,
+        description="longest the broker holds a fetch of idle partitions (Faust fixes 1,500 "
+        "ms, which stalls every stage of a busy alerter: see streams/faust_patches.py); "
+        "lower than the worker's since alerts are the latency-bound output",
+    )
     session_timeout_s: float = Field(30.0, ge=6)
     stats_interval_s: float = Field(30.0, gt=0)
 
@@ -178,6 +186,7 @@ def _run_app(
         data_dir=settings.data_dir or StackSettings().data_dir / "alerter",
         web_port=settings.web_port,
         commit_interval_s=settings.commit_interval_s,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_s=settings.session_timeout_s,
         stats_interval_s=settings.stats_interval_s,
     )

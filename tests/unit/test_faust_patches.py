@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from connectors.settings import KafkaSettings
 from streams import faust_patches
+from streams.app import WorkerSettings, create_app
 
 
 class FakeConsumer:
@@ -49,3 +53,36 @@ def test_apply_replaces_the_driver_method_once() -> None:
     faust_patches.apply()
     assert faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed is patched
     assert patched is faust_patches._seek_to_committed
+
+
+def _consumer_fetch_wait(tmp_path: Path, wait_ms: int) -> int:
+    settings = WorkerSettings(app_id="t-fetch-wait", data_dir=tmp_path, fetch_max_wait_ms=wait_ms)
+    app = create_app(settings, KafkaSettings(), partitions=1)
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+
+    async def build() -> int:
+        consumer = thread._create_worker_consumer(app.transport)
+        await consumer.stop()  # never started: only marks it closed
+        return int(consumer._fetch_max_wait_ms)
+
+    try:
+        return asyncio.run(build())
+    finally:
+        thread.thread_loop.close()
+        app.loop.close()
+
+
+def test_worker_consumer_gets_our_fetch_wait_not_faust_s_1500_ms(tmp_path: Path) -> None:
+    """The consumer Faust builds for a worker app carries the configured fetch wait (which
+    aiokafka hands to its fetcher at start); without the patch it would be 1,500 ms."""
+    try:
+        assert _consumer_fetch_wait(tmp_path, 25) == 25
+        assert _consumer_fetch_wait(tmp_path, 0) == 0
+    finally:
+        faust_patches.apply()  # leave the process-wide default behind
+    assert _consumer_fetch_wait(tmp_path, 100) == faust_patches.FETCH_MAX_WAIT_MS
+
+
+def test_a_negative_fetch_wait_is_refused() -> None:
+    with pytest.raises(ValueError, match="fetch_max_wait_ms"):
+        faust_patches.apply(fetch_max_wait_ms=-1)
