@@ -38,6 +38,9 @@ MAX_WORKERS = 32
 MAX_POOLED_REQUESTS = 64
 MAX_SESSIONS = 256
 MAX_URL = 1 << 20  # ClickHouse's http_max_uri_size
+# a multipart form (query + external tables) is read whole: aiohttp's 1 MiB default would
+# refuse the external data of an ordinary batch, which a ClickHouse server accepts
+MAX_FORM = 512 << 20
 
 
 async def _ok(_request: web.Request) -> web.Response:
@@ -46,7 +49,7 @@ async def _ok(_request: web.Request) -> web.Response:
 
 def build_app(ctx: ServerContext) -> tuple[web.Application, QueryHandler]:
     """The aiohttp application: /ping and /replicas_status, everything else is a query."""
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_FORM)
     app.router.add_route("GET", "/ping", _ok)
     app.router.add_route("GET", "/replicas_status", _ok)
     handler = QueryHandler(ctx)

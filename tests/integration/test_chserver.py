@@ -455,6 +455,17 @@ def test_external_data_tables(server: Server) -> None:
     assert result.result_rows == [(6, ["a", "b", "c"])]
 
 
+def test_external_tables_larger_than_aiohttp_s_default_form_limit(server: Server) -> None:
+    """An external table of several MiB (a sink batch sends about 15 MiB) is read whole."""
+    rows = b"".join(b'{"id":%d,"s":"%s"}\n' % (i, b"x" * 200) for i in range(20_000))
+    assert len(rows) > 4 << 20
+    ext = ExternalData(
+        file_name="big", data=rows, fmt="JSONEachRow", structure="id UInt32, s String"
+    )
+    got = server.client().query("SELECT count(), sum(id) FROM big", external_data=ext)
+    assert got.result_rows == [(20_000, sum(range(20_000)))]
+
+
 @pytest.mark.parametrize("compress", [False, "lz4", "zstd", "gzip", True])
 def test_insert_and_select_with_each_compression(
     server: Server, db: str, compress: bool | str
