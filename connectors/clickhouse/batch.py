@@ -13,6 +13,12 @@ Guarantees:
   token it has seen (within the table's ``non_replicated_deduplication_window``).
 * Poison rows are built from the message alone (the dead-letter time is the Kafka message
   timestamp), so they too are identical on a rebuild.
+* With ``server_side`` (the sink's default), canonical ``ioc.readings`` values are kept as they
+  came (:mod:`connectors.clickhouse.serverside`: ClickHouse decodes them) until either a
+  non-canonical one arrives in the same batch or the server refuses them; then
+  :meth:`PartitionBatch.decode_raw` decodes them all here. Which way a batch goes depends only
+  on its messages (and the server's answer to the same bytes), and both ways give the same rows
+  under the same token.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from datetime import UTC, datetime
 
 from connectors.clickhouse.rows import (
     DEAD_LETTERS,
+    READINGS,
     Columns,
     PoisonMessage,
     TableSpec,
     TopicRoute,
     append_message,
 )
+from connectors.clickhouse.serverside import readings_hint
 from schemas.deadletter import DeadLetter
 
 
@@ -80,9 +88,59 @@ class PartitionBatch:
     table_bytes: dict[str, int] = field(default_factory=dict)
     close_at: int | None = None
     """While replaying a recorded range: its last offset (the batch must end exactly there)."""
+    server_side: bool = False
+    """Keep canonical readings undecoded for ClickHouse to decode (see the module doc)."""
+    raw: list[tuple[int, int, bytes, int]] = field(default_factory=list)
+    """Undecoded ``readings`` messages: offset, counted readings, value, timestamp (ms)."""
 
     def add(self, value: bytes, offset: int, timestamp_ms: int = 0) -> str | None:
         """Add one message; returns the poison reason if it became a dead letter instead."""
+        if self.server_side and self.route.pick is None and self.route.specs[0] is READINGS:
+            n = readings_hint(value)
+            if n is not None and READINGS.table not in self.tables:
+                self.raw.append((offset, n, value, timestamp_ms))
+                self._count(READINGS.table, n, value, offset)
+                return None
+            self.decode_raw()
+        return self._add_decoded(value, offset, timestamp_ms)
+
+    def decode_raw(self) -> list[tuple[int, str]]:
+        """Decode the undecoded readings here, as :meth:`add` would have; returns the
+        ``(offset, reason)`` of those that became dead letters."""
+        raw, self.raw = self.raw, []
+        if not raw:
+            return []
+        hinted = sum(n for _, n, _, _ in raw)
+        self.rows -= hinted
+        self.table_rows[READINGS.table] -= hinted
+        if not self.table_rows[READINGS.table]:
+            del self.table_rows[READINGS.table]
+        self.table_bytes[READINGS.table] -= sum(len(v) for _, _, v, _ in raw)
+        self.size -= sum(len(v) for _, _, v, _ in raw)
+        poisoned = []
+        for offset, _, value, timestamp_ms in raw:
+            reason = self._add_decoded(value, offset, timestamp_ms)
+            if reason is not None:
+                poisoned.append((offset, reason))
+        return poisoned
+
+    def raw_inserts(self) -> list[tuple[str, list[tuple[int, int, bytes, int]], str]]:
+        """``(table, messages, token)`` of the undecoded readings, if any."""
+        if not self.raw:
+            return []
+        token = dedup_token(self.topic, self.partition, self.first, self.last, READINGS.table)
+        return [(READINGS.table, self.raw, token)]
+
+    def _count(self, table: str, n: int, value: bytes, offset: int) -> None:
+        self.rows += n
+        self.table_rows[table] = self.table_rows.get(table, 0) + n
+        self.table_bytes[table] = self.table_bytes.get(table, 0) + len(value)
+        if self.first < 0 or offset < self.first:
+            self.first = offset
+        self.last = max(self.last, offset)
+        self.size += len(value)
+
+    def _add_decoded(self, value: bytes, offset: int, timestamp_ms: int) -> str | None:
         reason: str | None = None
         try:
             spec = self.route.spec_for(value)
@@ -95,13 +153,7 @@ class PartitionBatch:
                 spec, self._columns(spec), letter.encode(), self.topic, self.partition, offset
             )
             self.poison += 1
-        self.rows += n
-        self.table_rows[spec.table] = self.table_rows.get(spec.table, 0) + n
-        self.table_bytes[spec.table] = self.table_bytes.get(spec.table, 0) + len(value)
-        if self.first < 0:
-            self.first = offset
-        self.last = offset
-        self.size += len(value)
+        self._count(spec.table, n, value, offset)
         return reason
 
     def _columns(self, spec: TableSpec) -> Columns:

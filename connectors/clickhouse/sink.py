@@ -61,9 +61,11 @@ from threading import Event
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
+from connectors.clickhouse import serverside
 from connectors.clickhouse.batch import Limits, PartitionBatch, restart_at
 from connectors.clickhouse.client import InsertTypes
 from connectors.clickhouse.rows import Columns, TopicRoute
@@ -97,6 +99,8 @@ class SinkConfig:
     max_inflight: int = 2
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    server_side: bool = True
+    """Let ClickHouse decode canonical readings (:mod:`connectors.clickhouse.serverside`)."""
 
 
 @dataclass
@@ -261,7 +265,9 @@ class ClickHouseSink:
             self.flush(tp)  # the recorded range ended (its last offset is gone): close it
             batch, close_at = None, self.replay.get(tp)
         if batch is None:
-            batch = PartitionBatch(tp.topic, tp.partition, self.routes[tp.topic])
+            batch = PartitionBatch(
+                tp.topic, tp.partition, self.routes[tp.topic], server_side=self.config.server_side
+            )
             if close_at is not None and offset <= close_at:
                 batch.close_at = close_at
             elif close_at is not None:  # the recorded range is gone (retention): nothing to redo
@@ -300,16 +306,78 @@ class ClickHouseSink:
             return False
         if batch.close_at is None:
             self._record(batch)
+        for table, raw, token in batch.raw_inserts():
+            started = time.monotonic()
+            if self._insert_server_side(batch, raw, token):
+                self._observe(batch, table, started)
         for table, cols, token in batch.inserts():
             started = time.monotonic()
             self._insert(table, cols, token)
-            if self.metrics:
-                self.metrics.sink_insert_latency.observe(time.monotonic() - started)
-                self.metrics.sink_rows.labels(table).inc(batch.table_rows.get(table, 0))
-                self.metrics.sink_bytes.labels(table).inc(batch.table_bytes.get(table, 0))
-                self.metrics.sink_batch_rows.observe(batch.table_rows.get(table, 0))
-                self.metrics.sink_batch_bytes.observe(batch.table_bytes.get(table, 0))
+            self._observe(batch, table, started)
         return True
+
+    def _observe(self, batch: PartitionBatch, table: str, started: float) -> None:
+        if self.metrics:
+            self.metrics.sink_insert_latency.observe(time.monotonic() - started)
+            self.metrics.sink_rows.labels(table).inc(batch.table_rows.get(table, 0))
+            self.metrics.sink_bytes.labels(table).inc(batch.table_bytes.get(table, 0))
+            self.metrics.sink_batch_rows.observe(batch.table_rows.get(table, 0))
+            self.metrics.sink_batch_bytes.observe(batch.table_bytes.get(table, 0))
+
+    def _insert_server_side(
+        self, batch: PartitionBatch, raw: list[tuple[int, int, bytes, int]], token: str
+    ) -> bool:
+        """(Insert thread.) Insert undecoded readings for ClickHouse to decode; True once done.
+
+        Connection failures are retried like any insert. If the server refuses the insert
+        (an answer with an error code: a value not in the canonical form, or a server that
+        lacks a setting), the batch's readings are decoded here instead (poison messages to
+        ``dead_letters``) and False is returned: the caller inserts them as columns, under the
+        same token."""
+        size = sum(len(v) for _, _, v, _ in raw)
+        if batch.table_rows.get("readings", 0) > serverside.MAX_ROWS or size > serverside.MAX_BYTES:
+            self._decode_here(batch, "batch larger than one insert block")
+            return False
+        messages = [(o, n, v) for o, n, v, _ in raw]
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+
+        def once() -> DatabaseError | None:
+            try:
+                serverside.insert(self.client, batch.topic, batch.partition, messages, settings)
+            except DatabaseError as exc:
+                if exc.code is None:
+                    raise  # no answer from the server: retried
+                return exc
+            return None
+
+        refused = self._retry("insert into readings (decoded by ClickHouse)", once, "readings")
+        if refused is None:
+            return True
+        self._decode_here(batch, str(refused).splitlines()[0][:300])
+        return False
+
+    def _decode_here(self, batch: PartitionBatch, why: str) -> None:
+        poisoned = batch.decode_raw()
+        log.info(
+            "%s[%d] offsets %d-%d: readings decoded by the sink, not by ClickHouse (%s); %d "
+            "poison message(s)",
+            batch.topic,
+            batch.partition,
+            batch.first,
+            batch.last,
+            why,
+            len(poisoned),
+        )
+        for offset, reason in poisoned:
+            log.warning(
+                "%s[%d]@%d: poison message sent to dead_letters: %s",
+                batch.topic,
+                batch.partition,
+                offset,
+                reason,
+            )
+            if self.metrics:
+                self.metrics.dead_letters.labels("sink", "poison_row").inc()
 
     def _reap(self, block: bool = False) -> None:
         """Commit written batches in order (all in-flight ones if ``block``)."""

@@ -2,7 +2,10 @@
 
 Value: readings per second that ``ClickHouseSink`` moves from a pre-filled Kafka topic into the
 ``readings`` table of a freshly migrated database (consume, decode, batch, ledger, insert with
-deduplication tokens, commit), timed from the sink's start until ClickHouse holds every row.
+deduplication tokens, commit), timed from the moment the sink is assigned its partitions until
+ClickHouse holds every row. (Joining the consumer group, about a second here, is a one-off cost
+of starting, not of throughput; it is printed as a note.) The sink runs as deployed: canonical
+readings are decoded by ClickHouse (``connectors/clickhouse/serverside.py``).
 
 Baseline: the same rows, already decoded into columns, inserted by clickhouse-connect
 (column-oriented, lz4) into another freshly migrated ``readings`` table in batches of the
@@ -114,11 +117,16 @@ def _sink(ctx: BenchContext, topic: str, n: int) -> tuple[float, float]:
     config = SinkConfig(group_id=group, limits=Limits(BATCH_ROWS, 64 << 20, 1.0))
     sink = ClickHouseSink(consumer, client, {topic: ROUTES["readings"]}, config)
     thread = threading.Thread(target=sink.run, name="bench-sink", daemon=True)
-    started = time.perf_counter()
+    launched = time.perf_counter()
     thread.start()
     count = 0
-    deadline = started + 600
+    deadline = launched + 600
+    started = launched
     try:
+        while not sink.rebalances and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        started = time.perf_counter()
+        ctx.notes.append(f"the sink joined its group in {started - launched:.2f} s")
         while time.perf_counter() < deadline:
             count = int(reader.query("SELECT count() FROM readings").result_rows[0][0])
             if count >= n:
