@@ -2,7 +2,7 @@
 
 An air-quality station's hourly means (``reading_stats_1h``, µg/m³) are kept for the last
 :data:`KEEP_HOURS` hours in :class:`StationHours`, stored in the station's device record so a
-restart recovers them with the windows (``streams/agents/partition.py``). From them:
+restart recovers them with the windows (``streams/agents/state_records.py``). From them:
 
 * **hourly** (``vn_aqi_1h``, when a station's hour closes): PM2.5 and PM10 by NowCast over the
   last 12 hourly means (:func:`streams.aqi.nowcast`, which needs 2 of the last 3 hours); O3,
