@@ -19,6 +19,10 @@ Guarantees (at-least-once delivery made effectively-once by idempotent writes):
   range was recorded, so it is skipped. With neither, it starts at the earliest retained
   offset (the consumer's reset policy). Records fetched for a partition before it was moved
   there are discarded. Resetting the group therefore changes no count.
+* **Decoding.** Canonical readings are decoded by ClickHouse (``decode="server"``, the
+  default) or here (``"sink"``); both give the same rows under the same token
+  (:mod:`connectors.clickhouse.serverside`). The server way takes the JSON parsing off the
+  sink's core; the sink way suits a server that refuses the strict JSON settings.
 * **Backpressure.** Batches are written by one insert thread, in order, while the main
   thread reads and decodes the next ones; at most ``max_inflight`` batches wait for it.
   A failed insert is retried with exponential backoff and full jitter (``backoff_initial_s``
@@ -84,6 +88,10 @@ INSERT_SETTINGS: Mapping[str, Any] = {
 }
 
 
+#: Who decodes canonical readings (``IOC_SINK_DECODE``).
+DECODE_MODES = ("server", "sink")
+
+
 class SinkStopped(Exception):
     """Raised inside a retry loop when the sink was asked to stop."""
 
@@ -99,8 +107,13 @@ class SinkConfig:
     max_inflight: int = 2
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    server_side: bool = True
-    """Let ClickHouse decode canonical readings (:mod:`connectors.clickhouse.serverside`)."""
+    decode: str = "server"
+    """Who decodes canonical readings: ``server`` or ``sink`` (module doc)."""
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            modes = ", ".join(DECODE_MODES)
+            raise ValueError(f"decode must be one of {modes}, not {self.decode!r}")
 
 
 @dataclass
@@ -266,7 +279,10 @@ class ClickHouseSink:
             batch, close_at = None, self.replay.get(tp)
         if batch is None:
             batch = PartitionBatch(
-                tp.topic, tp.partition, self.routes[tp.topic], server_side=self.config.server_side
+                tp.topic,
+                tp.partition,
+                self.routes[tp.topic],
+                server_side=self.config.decode == "server",
             )
             if close_at is not None and offset <= close_at:
                 batch.close_at = close_at

@@ -192,7 +192,7 @@ def test_server_writes_the_python_rows_or_refuses(unique: str) -> None:
         server.close()
 
 
-def test_sinks_with_and_without_the_fast_path_leave_the_same_tables(unique: str) -> None:
+def test_sinks_decoding_on_the_server_or_here_leave_the_same_tables(unique: str) -> None:
     bootstrap = os.environ["IOC_KAFKA_BOOTSTRAP"]
     url = os.environ["IOC_CLICKHOUSE_URL"]
     topics = Topics.create(bootstrap, unique)
@@ -202,12 +202,12 @@ def test_sinks_with_and_without_the_fast_path_leave_the_same_tables(unique: str)
     try:
         produce(bootstrap, topics, load, ("readings",))
         tables = []
-        for server_side in (True, False):
-            group = f"g-{server_side}-{unique}"
-            database = f"sink_{'srv' if server_side else 'py'}_{unique}"
+        for decode in ("server", "sink"):
+            group = f"g-{decode}-{unique}"
+            database = f"sink_{decode}_{unique}"
             client = fresh_database(url, database)
             limits = Limits(40, 1 << 24, 0.2)
-            with sink_thread(bootstrap, client, topics, group, limits, server_side=server_side):
+            with sink_thread(bootstrap, client, topics, group, limits, decode=decode):
                 wait_for("caught up", lambda g=group: _caught_up(bootstrap, g, topics),  # type: ignore[misc]
                          {"up": 1.0}, 60)  # fmt: skip
             reader = fresh_database(url, database)

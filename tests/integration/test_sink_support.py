@@ -207,12 +207,12 @@ def sink_thread(
     group: str,
     limits: Limits | None = None,
     metrics: Metrics | None = None,
-    server_side: bool = True,
+    decode: str = "server",
 ) -> Iterator[ClickHouseSink]:
     """Run a sink in a thread for the ``with`` block; stops and joins it at the end."""
     config = SinkConfig(
         group_id=group, limits=limits or Limits(5_000, 1 << 24, 0.3), poll_ms=100,
-        backoff_initial_s=0.2, backoff_max_s=2.0, server_side=server_side,
+        backoff_initial_s=0.2, backoff_max_s=2.0, decode=decode,
     )  # fmt: skip
     sink = ClickHouseSink(
         consumer_factory(bootstrap, group), client, topics.routes(), config, metrics

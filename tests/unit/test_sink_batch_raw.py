@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from connectors.clickhouse.batch import Limits, PartitionBatch
 from connectors.clickhouse.rows import ROUTES
 from connectors.clickhouse.serverside import body, readings_hint
+from connectors.clickhouse.sink import SinkConfig
 from schemas.readings import Reading, encode_batch
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -69,3 +72,10 @@ def test_a_value_not_in_the_canonical_form_decodes_the_batch_at_once() -> None:
         slow.add(value, offset)
     assert fast.raw == []
     assert _state(fast) == _state(slow)
+
+
+def test_decode_mode_is_checked_and_chooses_the_batch_kind() -> None:
+    assert SinkConfig().decode == "server"
+    assert SinkConfig(decode="sink").decode == "sink"
+    with pytest.raises(ValueError, match="decode must be one of server, sink"):
+        SinkConfig(decode="split")
