@@ -145,6 +145,17 @@ def restore(
     return states
 
 
+def _window(key: list[Any], meta: list[Any], aggregate: list[Any], end_ms: int = 0) -> OpenWindow:
+    """An open window from its record fields: ``[metric, start]``, ``[unit, device kind,
+    district, ward]`` and the aggregate's list."""
+    metric, start_ms = key
+    unit, kind, district, ward = meta
+    return OpenWindow(
+        str(metric), int(start_ms), str(unit), str(kind), str(district), str(ward),
+        Aggregate.from_list(aggregate), end_ms,
+    )  # fmt: skip
+
+
 def _load_device(
     state: PartitionState, device_id: str, obj: Any, spec_index: dict[str, int]
 ) -> None:
@@ -152,35 +163,16 @@ def _load_device(
     dev = DeviceState(device_id, int(obj["o"]))
     pane_ends = state._ends
     for item in obj["w"]:
-        metric, start_ms, unit, kind, district, ward = item[:6]
-        win = OpenWindow(
-            str(metric),
-            int(start_ms),
-            str(unit),
-            str(kind),
-            str(district),
-            str(ward),
-            Aggregate.from_list(item[6:]),
-        )
+        win = _window(item[:2], item[2:6], item[6:])
         dev.windows[(win.metric, win.start_ms)] = win
         pane_ends.setdefault(win.start_ms + state.windows.size_ms, set()).add(device_id)
     derived_ends = state.derived.ends
     for item in obj.get("d", ()):
-        name, metric, start_ms, end_ms, unit, kind, district, ward = item[:8]
-        idx = spec_index.get(str(name))
+        idx = spec_index.get(str(item[0]))
         if idx is None:
             state.dropped_partials += 1
             continue
-        win = OpenWindow(
-            str(metric),
-            int(start_ms),
-            str(unit),
-            str(kind),
-            str(district),
-            str(ward),
-            Aggregate.from_list(item[8:]),
-            int(end_ms),
-        )
+        win = _window(item[1:3], item[4:8], item[8:], int(item[3]))
         dev.partials[(idx, win.metric, win.start_ms)] = win
         derived_ends.setdefault(win.end_ms, set()).add(device_id)
     if "x" in obj:
