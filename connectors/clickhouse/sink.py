@@ -53,26 +53,22 @@ that.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from threading import Event
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from connectors.clickhouse import serverside
 from connectors.clickhouse.batch import Limits, PartitionBatch, restart_at
-from connectors.clickhouse.client import InsertTypes
-from connectors.clickhouse.rows import Columns, TopicRoute
+from connectors.clickhouse.rows import TopicRoute
+from connectors.clickhouse.writer import INSERT_SETTINGS, Backoff, SinkStopped, TableWriter
 from connectors.kafka.join_fix import patch_kafka_join
 from connectors.metrics import Metrics
 
@@ -81,19 +77,10 @@ log = logging.getLogger(__name__)
 LAG_REPORT_S = 5.0  # how often the consumer-lag gauge is refreshed
 COMMITTED_TIMEOUT_MS = 5_000  # longest wait for a newly assigned partition's committed offset
 
-#: Settings of every data insert (known to ClickHouse server 23.x+ and chDB).
-INSERT_SETTINGS: Mapping[str, Any] = {
-    "insert_deduplicate": 1,
-    "deduplicate_blocks_in_dependent_materialized_views": 1,
-}
-
 
 #: Who decodes canonical readings (``IOC_SINK_DECODE``).
 DECODE_MODES = ("server", "sink")
-
-
-class SinkStopped(Exception):
-    """Raised inside a retry loop when the sink was asked to stop."""
+__all__ = ["INSERT_SETTINGS", "ClickHouseSink", "SinkConfig", "SinkStopped"]
 
 
 @dataclass
@@ -114,6 +101,10 @@ class SinkConfig:
         if self.decode not in DECODE_MODES:
             modes = ", ".join(DECODE_MODES)
             raise ValueError(f"decode must be one of {modes}, not {self.decode!r}")
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_initial_s, self.backoff_max_s)
 
 
 @dataclass
@@ -136,7 +127,6 @@ class ClickHouseSink:
     ) -> None:
         self.metrics = metrics
         self.client = client
-        self.types = InsertTypes(client)
         self.routes = dict(routes)
         self.config = config or SinkConfig()
         patch_kafka_join()
@@ -150,7 +140,8 @@ class ClickHouseSink:
         self.messages_read = 0  # messages added to batches (read by tests)
         self._reset_latest = self.consumer.config.get("auto_offset_reset") == "latest"
         self.stop = Event()
-        self.failing = Event()
+        self.writer = TableWriter(client, self.config.backoff, self.stop, metrics)
+        self.failing = self.writer.failing
         self.rows_written = 0
         self._next_seen: dict[TopicPartition, int] = {}  # next offset after the last polled
         self._lag_reported = 0.0
@@ -160,20 +151,11 @@ class ClickHouseSink:
         self.inflight: deque[_InFlight] = deque()
 
     # -- ledger -------------------------------------------------------------------------
-    def _record(self, batch: PartitionBatch) -> None:
-        row = [batch.topic, batch.partition, batch.first, batch.last, datetime.now(UTC)]
-        names = ["topic", "partition", "first_offset", "last_offset", "recorded_at"]
-        self._retry(
-            "record sink_ledger",
-            lambda: self._insert_once("sink_ledger", names, [[v] for v in row], {}),
-            "sink_ledger",
-        )
-
     def recorded_ranges(self, tps: list[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
         """The last offset range recorded in ``sink_ledger`` for each of ``tps`` that has one
         (one query)."""
         topics = sorted({tp.topic for tp in tps})
-        rows = self._retry(
+        rows = self.writer.retry(
             "read sink_ledger",
             lambda: (
                 self.client.query(
@@ -320,80 +302,8 @@ class ClickHouseSink:
         written: the next owner replays exactly that range with the same tokens."""
         if self.epochs.get(tp, 0) != epoch:
             return False
-        if batch.close_at is None:
-            self._record(batch)
-        for table, raw, token in batch.raw_inserts():
-            started = time.monotonic()
-            if self._insert_server_side(batch, raw, token):
-                self._observe(batch, table, started)
-        for table, cols, token in batch.inserts():
-            started = time.monotonic()
-            self._insert(table, cols, token)
-            self._observe(batch, table, started)
+        self.writer.write(batch)
         return True
-
-    def _observe(self, batch: PartitionBatch, table: str, started: float) -> None:
-        if self.metrics:
-            self.metrics.sink_insert_latency.observe(time.monotonic() - started)
-            self.metrics.sink_rows.labels(table).inc(batch.table_rows.get(table, 0))
-            self.metrics.sink_bytes.labels(table).inc(batch.table_bytes.get(table, 0))
-            self.metrics.sink_batch_rows.observe(batch.table_rows.get(table, 0))
-            self.metrics.sink_batch_bytes.observe(batch.table_bytes.get(table, 0))
-
-    def _insert_server_side(
-        self, batch: PartitionBatch, raw: list[tuple[int, int, bytes, int]], token: str
-    ) -> bool:
-        """(Insert thread.) Insert undecoded readings for ClickHouse to decode; True once done.
-
-        Connection failures are retried like any insert. If the server refuses the insert
-        (an answer with an error code: a value not in the canonical form, or a server that
-        lacks a setting), the batch's readings are decoded here instead (poison messages to
-        ``dead_letters``) and False is returned: the caller inserts them as columns, under the
-        same token."""
-        size = sum(len(v) for _, _, v, _ in raw)
-        if batch.table_rows.get("readings", 0) > serverside.MAX_ROWS or size > serverside.MAX_BYTES:
-            self._decode_here(batch, "batch larger than one insert block")
-            return False
-        messages = [(o, n, v) for o, n, v, _ in raw]
-        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
-
-        def once() -> DatabaseError | None:
-            try:
-                serverside.insert(self.client, batch.topic, batch.partition, messages, settings)
-            except DatabaseError as exc:
-                if exc.code is None:
-                    raise  # no answer from the server: retried
-                return exc
-            return None
-
-        refused = self._retry("insert into readings (decoded by ClickHouse)", once, "readings")
-        if refused is None:
-            return True
-        self._decode_here(batch, str(refused).splitlines()[0][:300])
-        return False
-
-    def _decode_here(self, batch: PartitionBatch, why: str) -> None:
-        poisoned = batch.decode_raw()
-        log.info(
-            "%s[%d] offsets %d-%d: readings decoded by the sink, not by ClickHouse (%s); %d "
-            "poison message(s)",
-            batch.topic,
-            batch.partition,
-            batch.first,
-            batch.last,
-            why,
-            len(poisoned),
-        )
-        for offset, reason in poisoned:
-            log.warning(
-                "%s[%d]@%d: poison message sent to dead_letters: %s",
-                batch.topic,
-                batch.partition,
-                offset,
-                reason,
-            )
-            if self.metrics:
-                self.metrics.dead_letters.labels("sink", "poison_row").inc()
 
     def _reap(self, block: bool = False) -> None:
         """Commit written batches in order (all in-flight ones if ``block``)."""
@@ -436,55 +346,6 @@ class ClickHouseSink:
                 batch.last + 1,
                 exc,
             )
-
-    def _insert(self, table: str, cols: Columns, token: str) -> None:
-        names = list(cols)
-        data = [cols[n] for n in names]
-        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
-        self._retry(
-            f"insert into {table}", lambda: self._insert_once(table, names, data, settings), table
-        )
-
-    def _insert_once(
-        self, table: str, names: list[str], data: list[Any], settings: Mapping[str, Any]
-    ) -> None:
-        """One column-oriented insert with the table's cached column types (no ``DESCRIBE``
-        round trip per insert)."""
-        try:
-            self.client.insert(
-                table,
-                data,
-                column_names=names,
-                column_type_names=self.types.type_names(table, names),
-                column_oriented=True,
-                settings=dict(settings),
-            )
-        except Exception:
-            self.types.forget(table)  # described again before the retry
-            raise
-
-    def _retry(self, what: str, call: Callable[[], Any], table: str = "") -> Any:
-        """``call()`` until it succeeds; exponential backoff with full jitter meanwhile.
-
-        While it fails, ``failing`` is set and the main loop keeps consumption paused.
-        Raises :class:`SinkStopped` if the sink is stopped before the call succeeded.
-        """
-        delay = self.config.backoff_initial_s
-        while True:
-            try:
-                result = call()
-            except Exception as exc:
-                self.failing.set()
-                if self.metrics and table:
-                    self.metrics.sink_retries.labels(table).inc()
-                pause_s = random.uniform(0, delay)
-                log.warning("%s failed (%s); retrying in %.2fs", what, exc, pause_s)
-                if self.stop.wait(pause_s):
-                    raise SinkStopped from exc
-                delay = min(delay * 2, self.config.backoff_max_s)
-            else:
-                self.failing.clear()
-                return result
 
     def _throttle(self) -> None:
         """Pause every partition while ClickHouse fails or too many batches are in flight.
