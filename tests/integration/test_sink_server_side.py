@@ -116,6 +116,12 @@ NOT_CANONICAL = [
     _variant(event_time="2026-11-28T09:30:15Z"),
     _variant(event_time="2026-11-28T09:30:15.123456Z"),
     _variant(event_time="2026-11-28 09:30:15.123Z"),
+    _variant(event_time="2026-11-28T09:30:15,123Z"),
+    _variant(event_time="2026-11-28T09:30:15x123Z"),
+    _variant(event_time="2028-02-29T09:30:15.123Z"),
+    _variant(event_time="2026-02-29T09:30:15.123Z"),
+    _variant(event_time="2026-04-31T09:30:15.123Z"),
+    _variant(event_time="2026-00-10T09:30:15.123Z"),
     _variant(event_time="2026-11-28T24:00:00.000Z"),
     _variant(event_time="2026-11-28T23:59:60.000Z"),
     _variant(event_time="2026-11-00T10:00:00.000Z"),
@@ -184,7 +190,8 @@ def test_server_writes_the_python_rows_or_refuses(unique: str) -> None:
         # key (ignored), a number as an integer or in a string (read as the same float), and a
         # text that contains the key's name (escaped, so the count stays right)
         alike = [_variant(extra="ignored by both"), _variant(value=7), _variant(value="12.5"),
-                 _variant(source='hides "device_id": in text')]  # fmt: skip
+                 _variant(source='hides "device_id": in text'),
+                 _variant(event_time="2028-02-29T09:30:15.123Z")]  # fmt: skip
         accepted = {100 + i for i in range(len(NOT_CANONICAL))} - set(refused)
         assert accepted == {100 + NOT_CANONICAL.index(v) for v in alike}
     finally:
