@@ -51,25 +51,27 @@ device fired.
 
 from __future__ import annotations
 
-import math
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import yaml
 
 from connectors.kafka.admin import TopicSpec, ensure_topics
-from connectors.settings import KafkaSettings, MqttSettings
+from connectors.settings import KafkaSettings
 from streams.bench import BenchContext, Benchmark, Figure
+from streams.bench.pipeline_procs import Proc, free_port, scrape, start_background, wait_until
+from streams.bench.probes import (
+    Arrivals,
+    ProbeSender,
+    TopicWatch,
+    Webhook,
+    latencies_ms,
+    p50_p99,
+    percentile,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 6
@@ -79,7 +81,6 @@ BG_OBJECTS = 5  # timestamped objects per MQTT message, 2 readings (pm25, pm10) 
 PROBE_EVERY_S = 0.25
 THRESHOLD = 300.0
 PROBE_VALUE = 500.0
-WAIT_S = 600  # bounds a broken (or hopelessly overloaded) run only
 LOAD_TAIL_S = 5.0  # the load goes on this long after the last probe (or until all are bridged)
 DISTRICT = "long-xuyen"
 
@@ -112,167 +113,7 @@ route:
 """
 
 
-# --- the background publisher (its own process) ---------------------------------------------
-
-
-def background_main() -> int:
-    """Publish non-crossing readings at ``BENCH_RATE`` readings/s until SIGTERM; print the
-    readings acknowledged by the broker and the seconds as one JSON line."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    rate, prefix = float(os.environ["BENCH_RATE"]), os.environ["BENCH_PREFIX"]
-    devices, objects = int(os.environ["BENCH_DEVICES"]), int(os.environ["BENCH_OBJECTS"])
-    settings = MqttSettings()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-publisher")
-    client.max_inflight_messages_set(1_000)
-    client.max_queued_messages_set(0)
-    acked = [0]
-    client.on_publish = lambda *_a: acked.__setitem__(0, acked[0] + 1)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_a: stop.set())
-    client.connect(settings.host, settings.port)
-    client.loop_start()
-    per_message = objects * 2
-    sent = 0
-    started = time.monotonic()
-    try:
-        while not stop.is_set():
-            due = int((time.monotonic() - started) * rate / per_message)
-            while sent < due and not stop.is_set():
-                now_ms = int(time.time() * 1000)
-                body = [
-                    {
-                        "ts": now_ms - (objects - 1 - j) * 50,
-                        "values": {"pm25": float(20 + (sent + j) % 60), "pm10": 40.0 + j},
-                    }
-                    for j in range(objects)
-                ]
-                device = f"{prefix}-bg-{sent % devices:04d}"
-                topic = f"ioc/{DISTRICT}/air_quality/{device}/telemetry"
-                client.publish(topic, orjson.dumps(body), qos=1)
-                sent += 1
-            time.sleep(0.002)
-        took = time.monotonic() - started
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    print(orjson.dumps({"readings": acked[0] * per_message, "seconds": took}).decode())
-    return 0
-
-
-# --- this process: receivers of the three checkpoints ---------------------------------------
-
-
-@dataclass
-class Arrivals:
-    """Wall-clock arrival times per probe device at one checkpoint, and every count seen."""
-
-    first: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def seen(self, device: str, at: float) -> None:
-        with self.lock:
-            self.first.setdefault(device, at)
-            self.counts[device] = self.counts.get(device, 0) + 1
-
-
-class Webhook:
-    """An aiohttp receiver on loopback in a thread; stamps each firing alert by device."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.arrivals = Arrivals()
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-webhook", daemon=True)
-
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
-        body = await request.read()
-        at = time.time()
-        for alert in orjson.loads(body).get("alerts", []):
-            if alert.get("status") == "firing":
-                self.arrivals.seen(alert["labels"].get("device_id", ""), at)
-        return web.Response(status=200)
-
-    def _run(self) -> None:
-        import asyncio
-
-        from aiohttp import web
-
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_post("/{path:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(runner.cleanup())
-        self.loop.close()
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the webhook receiver did not start")
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-
-class TopicWatch:
-    """A kafka-python consumer in a thread reading a fresh topic from its start; ``match``
-    turns a record value into the probe devices it carries (cheaply skipping the rest)."""
-
-    def __init__(self, topic: str, name: str, match: Any) -> None:
-        self.topic, self.match = topic, match
-        self.arrivals = Arrivals()
-        self.stop = threading.Event()
-        self.assigned = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def _run(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(
-            **KafkaSettings().client_options(),
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-        )
-        try:
-            parts = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
-            self.assigned.set()
-            while not self.stop.is_set():
-                for batch in consumer.poll(timeout_ms=100, max_records=5_000).values():
-                    at = time.time()
-                    for record in batch:
-                        for device in self.match(record.value):
-                            self.arrivals.seen(device, at)
-        finally:
-            consumer.close()
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self.assigned.wait(30):
-            raise RuntimeError(f"the consumer of {self.topic} did not start")
-
-    def close(self) -> None:
-        self.stop.set()
-        self._thread.join(30)
-
-
-def _probe_readings(tag: bytes) -> Any:
+def _probe_readings(tag: bytes) -> Callable[[bytes], list[str]]:
     def match(value: bytes) -> list[str]:
         if tag not in value:
             return []
@@ -287,62 +128,6 @@ def _firing_events(value: bytes) -> list[str]:
     if event.get("kind") != "firing":
         return []
     return [str(event["state"]["labels"].get("device_id", ""))]
-
-
-# --- processes ---------------------------------------------------------------------------------
-
-
-class Proc:
-    """A subprocess with its log file; stopped with SIGTERM (then SIGKILL) and waited for."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log = workdir / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
-
-    def wait_for_log(self, text: str, timeout_s: float = WAIT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.log.read_text(errors="replace"):
-            self.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} never logged {text!r}:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        return self.proc.returncode
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _scrape(port: int, sample: str) -> float:
-    """The value of one sample (name with its labels, as exposed) on a /metrics page."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return float("nan")
 
 
 def _registry(path: Path, prefix: str, probes: list[str]) -> None:
@@ -367,54 +152,10 @@ def _registry(path: Path, prefix: str, probes: list[str]) -> None:
     path.write_text(yaml.safe_dump(doc))
 
 
-def _p50_p99(values: list[float]) -> str:
-    return f"{percentile(values, 50):,.0f}/{percentile(values, 99):,.0f}"
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (``p`` in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
-class _Probes:
-    """Publishes single crossing readings from this process (QoS 1), stamping each."""
-
-    def __init__(self, client_id: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        settings = MqttSettings()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.connect(settings.host, settings.port)
-        self.client.loop_start()
-        self.published: dict[str, float] = {}
-
-    def publish(self, device: str) -> None:
-        payload = orjson.dumps({"ts": int(time.time() * 1000), "values": {"pm25": PROBE_VALUE}})
-        topic = f"ioc/{DISTRICT}/air_quality/{device}/telemetry"
-        self.published[device] = time.time()
-        self.client.publish(topic, payload, qos=1)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _wait(what: str, done: Any, procs: list[Proc], timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        for p in procs:
-            p.check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _publish_probes(sender: _Probes, devices: list[str], procs: list[Proc]) -> None:
+def _publish_probes(sender: ProbeSender, devices: list[str], procs: list[Proc]) -> None:
     """Publish one crossing reading per device, ``PROBE_EVERY_S`` apart."""
     for device in devices:
         for p in procs:
@@ -424,11 +165,9 @@ def _publish_probes(sender: _Probes, devices: list[str], procs: list[Proc]) -> N
 
 
 def _all_seen(devices: list[str], at: Arrivals, where: str, procs: list[Proc]) -> None:
-    _wait(f"{len(devices)} probes at {where}", lambda: all(d in at.first for d in devices), procs)
-
-
-def _latencies(published: dict[str, float], arrivals: Arrivals) -> list[float]:
-    return [(arrivals.first[d] - t) * 1000 for d, t in published.items()]
+    wait_until(
+        f"{len(devices)} probes at {where}", lambda: all(d in at.first for d in devices), procs
+    )
 
 
 def _check(probes: list[str], readings: Arrivals, alerts: Arrivals, hook: Arrivals) -> None:
@@ -467,7 +206,7 @@ def run(ctx: BenchContext) -> list[Figure]:
     hook = Webhook()
     hook.start()
     (ctx.workdir / "routes.yaml").write_text(ROUTES.format(port=hook.port))
-    ports = {name: _free_port() for name in ("bridge", "alerter")}
+    ports = {name: free_port() for name in ("bridge", "alerter")}
     env = {
         **os.environ,
         **ctx.env,
@@ -506,14 +245,17 @@ def run(ctx: BenchContext) -> list[Figure]:
         "BENCH_PREFIX": prefix,
         "BENCH_DEVICES": str(BG_DEVICES),
         "BENCH_OBJECTS": str(BG_OBJECTS),
+        "BENCH_DISTRICT": DISTRICT,
     }
-    readings = TopicWatch(topics["readings"], "bench-readings", _probe_readings(prefix.encode()))
-    alerts = TopicWatch(topics["alerts"], "bench-alerts", _firing_events)
+    readings = TopicWatch(
+        topics["readings"], PARTITIONS, "bench-readings", _probe_readings(prefix.encode())
+    )
+    alerts = TopicWatch(topics["alerts"], PARTITIONS, "bench-alerts", _firing_events)
     procs: list[Proc] = []
     background: Proc | None = None
-    sender: _Probes | None = None
+    sender: ProbeSender | None = None
     try:
-        sender = _Probes(f"bench-probes-{suffix}")
+        sender = ProbeSender(f"bench-probes-{suffix}", DISTRICT, "pm25", PROBE_VALUE)
         readings.start()
         alerts.start()
         for name, penv in (
@@ -540,24 +282,21 @@ def run(ctx: BenchContext) -> list[Figure]:
             )
         _publish_probes(sender, idle, procs)
         _all_seen(idle, hook.arrivals, "the webhook", procs)
-        code = "import sys; from streams.bench.alert_latency import background_main as m; " + (
-            "sys.exit(m())"
-        )
-        background = Proc("background", ["-c", code], background_env, ctx.workdir)
+        background = start_background(background_env, ctx.workdir)
         time.sleep(warmup_s)
         background.check()
         bridged = "iocstream_bridge_readings_total"
-        r0, t0 = _scrape(ports["bridge"], bridged), time.monotonic()
+        r0, t0 = scrape(ports["bridge"], bridged), time.monotonic()
         _publish_probes(sender, probes, [*procs, background])
         deadline = time.monotonic() + LOAD_TAIL_S
         while not all(d in readings.arrivals.first for d in probes):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        r1, t1 = _scrape(ports["bridge"], bridged), time.monotonic()
+        r1, t1 = scrape(ports["bridge"], bridged), time.monotonic()
         internal = f"bench-alerter-{suffix}-alert-inputs"
         lag = {
-            topic: _scrape(
+            topic: scrape(
                 ports["alerter"],
                 f'iocstream_consumer_lag_records{{component="alerter",topic="{topic}"}}',
             )
@@ -584,22 +323,24 @@ def run(ctx: BenchContext) -> list[Figure]:
             a.counts.pop(d, None)
     _check(probes + idle, readings.arrivals, alerts.arrivals, hook.arrivals)
     published = {d: sender.published[d] for d in probes}
-    base = _latencies(published, readings.arrivals)
-    to_alerts = _latencies(published, alerts.arrivals)
-    to_hook = _latencies(published, hook.arrivals)
+    base = latencies_ms(published, readings.arrivals)
+    to_alerts = latencies_ms(published, alerts.arrivals)
+    to_hook = latencies_ms(published, hook.arrivals)
     delivered = (r1 - r0) / (t1 - t0)
     quiet = {d: sender.published[d] for d in idle}
-    quiet_lat = [_latencies(quiet, a) for a in (readings.arrivals, alerts.arrivals, hook.arrivals)]
+    quiet_lat = [
+        latencies_ms(quiet, a) for a in (readings.arrivals, alerts.arrivals, hook.arrivals)
+    ]
     ctx.notes += [
         f"without background load, {len(idle)} probes: p50/p99 ms publish -> ioc.readings "
-        f"{_p50_p99(quiet_lat[0])}, -> ioc.alerts {_p50_p99(quiet_lat[1])}, -> webhook "
-        f"{_p50_p99(quiet_lat[2])}",
+        f"{p50_p99(quiet_lat[0])}, -> ioc.alerts {p50_p99(quiet_lat[1])}, -> webhook "
+        f"{p50_p99(quiet_lat[2])}",
         f"background load asked {rate:,.0f} readings/s; publisher acknowledged "
         f"{summary['readings'] / summary['seconds']:,.0f}/s; bridge delivered {delivered:,.0f} "
         f"readings/s to Kafka during the probes ({BG_DEVICES} devices, "
         f"{BG_OBJECTS * 2} readings a message)",
-        f"under that load, {k} probes: p50/p99 ms publish -> ioc.readings {_p50_p99(base)}, "
-        f"-> ioc.alerts {_p50_p99(to_alerts)}, -> webhook {_p50_p99(to_hook)}",
+        f"under that load, {k} probes: p50/p99 ms publish -> ioc.readings {p50_p99(base)}, "
+        f"-> ioc.alerts {p50_p99(to_alerts)}, -> webhook {p50_p99(to_hook)}",
         "alerter consumer lag when the background load stopped (records): "
         + ", ".join(f"{t}={v:.0f}" for t, v in lag.items()),
     ]
