@@ -93,9 +93,14 @@ class PartitionBatch:
     raw: list[tuple[int, int, bytes, int]] = field(default_factory=list)
     """Undecoded ``readings`` messages: offset, counted readings, value, timestamp (ms)."""
 
+    def __post_init__(self) -> None:
+        # decided once per batch, not per message: only the readings route is kept undecoded
+        self._keep_raw = self.server_side and self.route.pick is None
+        self._keep_raw = self._keep_raw and self.route.specs[0] is READINGS
+
     def add(self, value: bytes, offset: int, timestamp_ms: int = 0) -> str | None:
         """Add one message; returns the poison reason if it became a dead letter instead."""
-        if self.server_side and self.route.pick is None and self.route.specs[0] is READINGS:
+        if self._keep_raw:
             n = readings_hint(value)
             if n is not None and READINGS.table not in self.tables:
                 self.raw.append((offset, n, value, timestamp_ms))
@@ -111,12 +116,10 @@ class PartitionBatch:
         if not raw:
             return []
         hinted = sum(n for _, n, _, _ in raw)
+        size = sum(len(v) for _, _, v, _ in raw)
         self.rows -= hinted
-        self.table_rows[READINGS.table] -= hinted
-        if not self.table_rows[READINGS.table]:
-            del self.table_rows[READINGS.table]
-        self.table_bytes[READINGS.table] -= sum(len(v) for _, _, v, _ in raw)
-        self.size -= sum(len(v) for _, _, v, _ in raw)
+        self.size -= size
+        del self.table_rows[READINGS.table], self.table_bytes[READINGS.table]
         poisoned = []
         for offset, _, value, timestamp_ms in raw:
             reason = self._add_decoded(value, offset, timestamp_ms)

@@ -111,8 +111,8 @@ class TableWriter:
         lacks a setting), the batch's readings are decoded here instead (poison messages to
         ``dead_letters``) and False is returned: the caller inserts them as columns, under the
         same token."""
-        size = sum(len(v) for _, _, v, _ in raw)
-        if batch.table_rows.get("readings", 0) > serverside.MAX_ROWS or size > serverside.MAX_BYTES:
+        rows, size = batch.table_rows.get("readings", 0), batch.table_bytes.get("readings", 0)
+        if rows > serverside.MAX_ROWS or size > serverside.MAX_BYTES:
             self._decode_here(batch, "batch larger than one insert block")
             return False
         messages = [(o, n, v) for o, n, v, _ in raw]
