@@ -13,7 +13,11 @@ time, in time order, so 1-minute windows close continuously (about 30 readings a
   same shape (its rate does not depend on the count);
 * (c) value: one worker subprocess (``streams.worker.run_worker``, all its windows: 1 min,
   1 h, hopping 5/15 min, local days, with emission of every closed window and checkpoints to
-  the changelog) consuming the same topic with a fresh consumer group.
+  the changelog) consuming the same topic with a fresh consumer group;
+* (d) ceiling: the worker's own Faust app and consumer settings with an agent that only decodes
+  every message (no windows, no output), on the same topic with a fresh group: what any Faust
+  worker can reach here, so c/d is the share of it that the windows, emission and checkpoints
+  leave.
 
 The worker's rate is measured from its own counters (its INFO stats line every 0.2 s, with
 the log's millisecond timestamps) between the first line that shows progress and the line
@@ -22,7 +26,8 @@ the worker accepted every reading, dead-lettered none, and the closed 1-minute w
 the output topic hold exactly the readings of the windows that closed.
 
 Figures ``worker_throughput``: value = (c) readings/s, baseline = (a), ratio = c/a;
-``worker_vs_textbook_faust``: value = (c), baseline = (b), ratio = c/b.
+``worker_vs_textbook_faust``: value = (c), baseline = (b), ratio = c/b;
+``worker_vs_faust_decode_only``: value = (c), baseline = (d), ratio = c/d.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 600  # bounds a broken run only
 STATS_RE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*(?:reading windows|textbook faust): (.*)$"
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*(?:reading windows|textbook faust|decode-only "
+    r"faust): (.*)$"
 )
 TEXTBOOK = 60_000
 COUNTERS = ("accepted", "batches", "closed", "late", "malformed", "rejected")
@@ -240,6 +246,50 @@ def textbook_main() -> int:
     return 0
 
 
+def ceiling_main() -> int:
+    """(d) in its own process: the worker's Faust app and consumer settings, with an agent
+    that only decodes every message (env ``IOC_*`` as for the worker)."""
+    import logging
+
+    import faust
+
+    from connectors.settings import KafkaSettings, TopicSettings
+    from streams.agents.ticks import decode_message
+    from streams.app import WorkerSettings, create_app
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log = logging.getLogger("ceiling")
+    app = create_app(WorkerSettings(), KafkaSettings(), partitions=PARTITIONS)
+    topic = app.topic(TopicSettings().readings, key_type=bytes, value_type=bytes)
+    done = {"n": 0, "batches": 0}
+
+    @app.agent(topic)
+    async def decode_only(stream: Any) -> None:
+        async for event in stream.events():
+            readings, _ = decode_message(event.value)
+            done["n"] += len(readings)
+            done["batches"] += 1
+
+    async def report() -> None:
+        zeros = "closed=0, late=0, malformed=0, rejected=0"
+        log.info(
+            "decode-only faust: accepted=%d, batches=%d, %s", done["n"], done["batches"], zeros
+        )
+
+    app.timer(0.2)(report)
+    worker = faust.Worker(
+        app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    return 0
+
+
 async def _raw(bootstrap: str, topic: str, messages: int, total: int) -> float:
     """(a): readings/s of a bare aiokafka consumer decoding every batch."""
     from aiokafka import AIOKafkaConsumer
@@ -326,6 +376,23 @@ def _worker(ctx: BenchContext, topic: str, total: int, grace_s: float) -> tuple[
     return rate, indicators
 
 
+def _ceiling(ctx: BenchContext, topic: str, total: int) -> float:
+    """(d): readings/s of the worker's Faust consumer that only decodes (fresh group)."""
+    env = {
+        **os.environ,
+        **ctx.env,
+        "IOC_TOPIC_READINGS": topic,
+        "IOC_WORKER_APP_ID": ctx.unique("bench-ceiling"),
+        "IOC_WORKER_DATA_DIR": str(ctx.workdir / ctx.unique("ceiling")),
+        "PYTHONPATH": str(REPO),
+    }
+    code = (
+        "import sys; from streams.bench.worker_throughput import ceiling_main as m; sys.exit(m())"
+    )
+    rate, _ = _measure(ctx, env, code, total)
+    return rate
+
+
 def _measure(ctx: BenchContext, env: dict[str, str], code: str, total: int) -> tuple[float, Path]:
     """Run ``code`` in a subprocess until its stats line shows ``total`` readings accepted;
     the rate between its first line with progress and that line (start-up excluded)."""
@@ -404,6 +471,7 @@ def run(ctx: BenchContext) -> list[Figure]:
     messages = asyncio.run(_fill(bootstrap, topic, total))
     raw = asyncio.run(_raw(bootstrap, topic, messages, total))
     worker, indicators = _worker(ctx, topic, total, grace_s)
+    ceiling = _ceiling(ctx, topic, total)
     windows, in_windows = _expected_closed(total, grace_s)
     _check_indicators(bootstrap, indicators, windows, in_windows)
     textbook = _textbook(ctx, TEXTBOOK // 4 if ctx.quick else TEXTBOOK)
@@ -419,6 +487,13 @@ def run(ctx: BenchContext) -> list[Figure]:
             "readings/s",
             textbook,
             "textbook Faust windowed table, one reading a message",
+        ),
+        Figure(
+            "worker_vs_faust_decode_only",
+            worker,
+            "readings/s",
+            ceiling,
+            "the worker's Faust consumer decoding only, no windows",
         ),
     ]
 
