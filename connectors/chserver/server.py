@@ -26,6 +26,7 @@ from aiohttp import web
 
 from connectors.chserver.engine import Connection, Engine
 from connectors.chserver.errors import QUERY_WAS_CANCELLED, ServerError
+from connectors.chserver.form import MAX_FORM
 from connectors.chserver.handler import QueryHandler, ServerContext
 from connectors.chserver.sessions import SessionRegistry
 
@@ -38,9 +39,6 @@ MAX_WORKERS = 32
 MAX_POOLED_REQUESTS = 64
 MAX_SESSIONS = 256
 MAX_URL = 1 << 20  # ClickHouse's http_max_uri_size
-# a multipart form (query + external tables) is read whole: aiohttp's 1 MiB default would
-# refuse the external data of an ordinary batch, which a ClickHouse server accepts
-MAX_FORM = 512 << 20
 
 
 async def _ok(_request: web.Request) -> web.Response:
