@@ -297,13 +297,15 @@ class ClickHouseSink:
         """(Insert thread.) Record the range, then insert every table, retrying until done.
 
         Returns False, writing nothing, if ``tp`` was revoked after the batch was handed out
-        and before it was recorded: the next owner could otherwise build a different range
+        and before it was recorded (checked again before every attempt to record it, see
+        :meth:`TableWriter.record`): the next owner could otherwise build a different range
         from the same offsets (different tokens, a second copy). Once recorded, the batch is
         written: the next owner replays exactly that range with the same tokens."""
-        if self.epochs.get(tp, 0) != epoch:
-            return False
-        self.writer.write(batch)
-        return True
+
+        def owned() -> bool:
+            return self.epochs.get(tp, 0) == epoch
+
+        return owned() and self.writer.write(batch, owned)
 
     def _reap(self, block: bool = False) -> None:
         """Commit written batches in order (all in-flight ones if ``block``)."""

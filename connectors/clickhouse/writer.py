@@ -70,10 +70,14 @@ class TableWriter:
         self.metrics = metrics
         self.failing = Event()
 
-    def write(self, batch: PartitionBatch) -> None:
-        """Record the batch's range (unless it replays one), then insert every table."""
-        if batch.close_at is None:
-            self.record(batch)
+    def write(self, batch: PartitionBatch, owned: Callable[[], bool] = lambda: True) -> bool:
+        """Record the batch's range (unless it replays one), then insert every table.
+
+        ``owned`` is asked before every attempt to record the range: once it says the
+        partition is no longer this sink's, nothing is recorded or inserted and False is
+        returned (see :meth:`record`). True once every table is written."""
+        if batch.close_at is None and not self.record(batch, owned):
+            return False
         for table, raw, token in batch.raw_inserts():
             started = time.monotonic()
             if self._insert_server_side(batch, raw, token):
@@ -82,16 +86,28 @@ class TableWriter:
             started = time.monotonic()
             self._insert(table, cols, token)
             self._observe(batch, table, started)
+        return True
 
-    def record(self, batch: PartitionBatch) -> None:
-        """Record the batch's offset range in ``sink_ledger`` (retried until done)."""
+    def record(self, batch: PartitionBatch, owned: Callable[[], bool] = lambda: True) -> bool:
+        """Record the batch's offset range in ``sink_ledger`` (retried until done); False,
+        recording nothing, if ``owned()`` is false before an attempt.
+
+        The check before each attempt matters when ClickHouse fails for a while: the
+        partition may move to another sink meanwhile, which reads the ledger when it is
+        assigned. A range recorded after that read would be written by this sink while the
+        new owner builds its own batches over the same offsets (other tokens: a second copy).
+        Left open: an attempt already sent when the partition is revoked, that lands after
+        the new owner's read (a rebalance completing within one insert's round trip)."""
         row = [batch.topic, batch.partition, batch.first, batch.last, datetime.now(UTC)]
         names = ["topic", "partition", "first_offset", "last_offset", "recorded_at"]
-        self.retry(
-            "record sink_ledger",
-            lambda: self._insert_once("sink_ledger", names, [[v] for v in row], {}),
-            "sink_ledger",
-        )
+
+        def once() -> bool:
+            if not owned():
+                return False
+            self._insert_once("sink_ledger", names, [[v] for v in row], {})
+            return True
+
+        return bool(self.retry("record sink_ledger", once, "sink_ledger"))
 
     def _observe(self, batch: PartitionBatch, table: str, started: float) -> None:
         if self.metrics:

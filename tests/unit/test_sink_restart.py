@@ -9,12 +9,14 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from connectors.clickhouse.batch import PartitionBatch, Restart, restart_at
 from connectors.clickhouse.rows import ROUTES
 from connectors.clickhouse.sink import ClickHouseSink, _InFlight
+from connectors.clickhouse.writer import Backoff
 
 T = "ioc.readings"
 P0, P1, P2, P3 = (TopicPartition(T, p) for p in range(4))
@@ -154,4 +156,59 @@ def test_a_handed_out_batch_of_a_revoked_partition_is_not_started() -> None:
     sink._reap()  # FakeConsumer has no commit either: committing would raise
     assert not sink.inflight
     assert sink.rows_written == 0
+    sink.executor.shutdown()
+
+
+class FailingLedger(FakeLedger):
+    """sink_ledger whose inserts fail (ClickHouse unreachable) until ``up``; counts attempts."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.up = False
+        self.attempts = 0
+        self.inserted: list[str] = []
+        self.on_attempt: Any = None
+
+    def query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        if sql.startswith("DESCRIBE"):
+            cols = ["topic", "partition", "first_offset", "last_offset", "recorded_at"]
+            return type("Result", (), {"result_rows": [(c, "String", "") for c in cols]})()
+        return super().query(sql, parameters)
+
+    def insert(self, table: str, *args: Any, **kwargs: Any) -> None:
+        self.attempts += 1
+        down = not self.up  # as it was when the attempt was sent
+        if self.on_attempt is not None:
+            self.on_attempt()
+        if down:
+            raise DatabaseError("connection refused")
+        self.inserted.append(table)
+
+
+def test_a_batch_is_not_recorded_once_its_partition_moved_while_clickhouse_was_down() -> None:
+    """The ledger is asked before every attempt: a partition revoked while its range could not
+    be recorded gets no record (the new owner, who read the ledger, builds its own batches)
+    and nothing is inserted, even when ClickHouse comes back."""
+    consumer = FakeConsumer({P0: 0})
+    ledger = FailingLedger()
+    sink = _sink(consumer, ledger)
+    sink.writer.backoff = Backoff(0.001, 0.001)
+    batch = PartitionBatch(T, 0, ROUTES["readings"])
+    batch.first, batch.last = 3, 9
+
+    def revoke_then_recover() -> None:
+        if ledger.attempts == 2:  # this attempt fails too; meanwhile P0 moves elsewhere
+            sink._on_revoked([P0])
+            ledger.up = True  # and ClickHouse is back for the next attempt
+
+    ledger.on_attempt = revoke_then_recover
+    assert sink._write(batch, P0, epoch=0) is False
+    assert ledger.attempts == 2  # no attempt after the revocation
+    assert ledger.inserted == []
+    # owned throughout: recorded once ClickHouse is back
+    ledger.up, ledger.attempts, ledger.on_attempt = False, 0, None
+    batch.first, batch.last = 10, 12
+    ledger.on_attempt = lambda: setattr(ledger, "up", ledger.attempts >= 2)
+    assert sink.writer.record(batch, lambda: True) is True
+    assert (ledger.attempts, ledger.inserted) == (3, ["sink_ledger"])
     sink.executor.shutdown()
