@@ -179,14 +179,9 @@ async def _fill_single(bootstrap: str, topic: str, total: int) -> None:
 
 def textbook_main() -> int:
     """(b) in its own process: the textbook Faust windowed-table app (env ``BENCH_*``)."""
-    import logging
-
     import faust
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    for name in ("faust", "mode", "aiokafka", "kafka"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    log = logging.getLogger("textbook")
+    _bench_logging()
     app = faust.App(
         os.environ["BENCH_APP_ID"],
         broker=f"kafka://{os.environ['IOC_KAFKA_BOOTSTRAP']}",
@@ -227,40 +222,17 @@ def textbook_main() -> int:
             done["n"] += 1
             done["batches"] += 1
 
-    async def report() -> None:
-        log.info(
-            "textbook faust: accepted=%d, batches=%d, closed=0, late=0, malformed=0, rejected=0",
-            done["n"],
-            done["batches"],
-        )
-
-    app.timer(0.2)(report)
-    worker = faust.Worker(
-        app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False
-    )
-    worker.spinner = None
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 0
-    return 0
+    return _run_counting(app, "textbook faust", done)
 
 
 def ceiling_main() -> int:
     """(d) in its own process: the worker's Faust app and consumer settings, with an agent
     that only decodes every message (env ``IOC_*`` as for the worker)."""
-    import logging
-
-    import faust
-
     from connectors.settings import KafkaSettings, TopicSettings
     from streams.agents.ticks import decode_message
     from streams.app import WorkerSettings, create_app
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    for name in ("faust", "mode", "aiokafka", "kafka"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    log = logging.getLogger("ceiling")
+    _bench_logging()
     app = create_app(WorkerSettings(), KafkaSettings(), partitions=PARTITIONS)
     topic = app.topic(TopicSettings().readings, key_type=bytes, value_type=bytes)
     done = {"n": 0, "batches": 0}
@@ -272,11 +244,30 @@ def ceiling_main() -> int:
             done["n"] += len(readings)
             done["batches"] += 1
 
+    return _run_counting(app, "decode-only faust", done)
+
+
+def _bench_logging() -> None:
+    """INFO lines with millisecond timestamps (what :func:`_parse_stats` reads), quiet clients."""
+    import logging
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run_counting(app: Any, label: str, done: dict[str, int]) -> int:
+    """Run a baseline Faust app, logging ``done``'s counts every 0.2 s as the worker's stats
+    line reads (``<label>: accepted=..., batches=...``); returns the exit code."""
+    import logging
+
+    import faust
+
+    log = logging.getLogger("bench")
+
     async def report() -> None:
         zeros = "closed=0, late=0, malformed=0, rejected=0"
-        log.info(
-            "decode-only faust: accepted=%d, batches=%d, %s", done["n"], done["batches"], zeros
-        )
+        log.info("%s: accepted=%d, batches=%d, %s", label, done["n"], done["batches"], zeros)
 
     app.timer(0.2)(report)
     worker = faust.Worker(
