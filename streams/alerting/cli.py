@@ -63,6 +63,13 @@ class AlerterSettings(BaseSettings):
     )
     session_timeout_s: float = Field(30.0, ge=6)
     stats_interval_s: float = Field(30.0, gt=0)
+    gil_switch_ms: float = Field(
+        1.0,  # streams.app.GIL_SWITCH_MS (not imported here: it would load Faust for --help)
+        ge=0.1,
+        le=100,
+        description="how long a Python thread may hold the GIL while another waits for it "
+        "(CPython's 5 ms starves Faust's consumer thread: see streams/app.py)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -189,6 +196,7 @@ def _run_app(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         session_timeout_s=settings.session_timeout_s,
         stats_interval_s=settings.stats_interval_s,
+        gil_switch_ms=settings.gil_switch_ms,
     )
     # Faust would create these itself, but a consumer group that joins before the new
     # topic's metadata is visible gets no partitions of it (faust's assignor "Ignoring

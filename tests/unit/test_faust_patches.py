@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from connectors.settings import KafkaSettings
 from streams import faust_patches
-from streams.app import WorkerSettings, create_app
+from streams.app import GIL_SWITCH_MS, WorkerSettings, create_app
 
 
 class FakeConsumer:
@@ -86,3 +87,23 @@ def test_worker_consumer_gets_our_fetch_wait_not_faust_s_1500_ms(tmp_path: Path)
 def test_a_negative_fetch_wait_is_refused() -> None:
     with pytest.raises(ValueError, match="fetch_max_wait_ms"):
         faust_patches.apply(fetch_max_wait_ms=-1)
+
+
+def test_stream_apps_shorten_the_gil_switch_interval(tmp_path: Path) -> None:
+    """create_app sets the process's switch interval (Faust's consumer thread would otherwise
+    wait up to CPython's 5 ms for the GIL after every socket read: see streams/app.py)."""
+    before = sys.getswitchinterval()
+    try:
+        create_app(
+            WorkerSettings(app_id="t-gil", data_dir=tmp_path, gil_switch_ms=2.5),
+            KafkaSettings(),
+            partitions=1,
+        )
+        assert sys.getswitchinterval() == pytest.approx(0.0025)
+        create_app(
+            WorkerSettings(app_id="t-gil-2", data_dir=tmp_path), KafkaSettings(), partitions=1
+        )
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_MS / 1000)
+        assert GIL_SWITCH_MS < 5  # CPython's default, which starves the consumer thread
+    finally:
+        sys.setswitchinterval(before)
