@@ -158,10 +158,11 @@ def create_app(
     faust_patches.apply(fetch_max_wait_ms=settings.fetch_max_wait_ms)
     # Faust runs its Kafka consumer in a thread of its own. While an agent computes, that
     # thread waits for the GIL after every socket read for up to the switch interval (5 ms
-    # by default), cannot keep the fetch buffer full, and the agent then idles waiting for
-    # records. 1 ms, measured with `iocstream bench worker_throughput` on 2 cores: 97,600-
-    # 151,300 readings/s in 5 runs, against 81,800-101,500 with 5 ms (2 ms: 118,600-120,600;
-    # 0.5 ms: 82,900-121,100). The interval is process-wide: it is the app's process.
+    # by default), so (the likely mechanism; the gain is what was measured) its fetching
+    # falls behind the agent. 1 ms, measured with `iocstream bench worker_throughput` on 2
+    # cores: 97,600-151,300 readings/s in 5 runs, against 81,800-101,500 with 5 ms (2 ms:
+    # 118,600-120,600; 0.5 ms: 82,900-121,100). The interval is process-wide: it is the app's
+    # process.
     sys.setswitchinterval(settings.gil_switch_ms / 1000)
     data_dir = settings.resolved_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)

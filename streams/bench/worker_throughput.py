@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ import orjson
 from connectors.kafka.partitioning import partition_for
 from schemas.readings import SCHEMA, format_time, parse_time
 from streams.bench import BenchContext, Benchmark, Figure
+from streams.bench.pipeline_procs import stop_process
 from streams.windows import to_ms
 
 PARTITIONS = 4
@@ -403,13 +403,7 @@ def _measure(ctx: BenchContext, env: dict[str, str], code: str, total: int) -> t
             time.sleep(0.2)
             rows = _parse_stats(log)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
+        stop_process(proc)
     first = next(r for r in rows if r[1] > 0)
     last = rows[-1]
     counts = last[2]
